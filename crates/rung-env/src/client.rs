@@ -116,7 +116,11 @@ impl AppWorldClient {
             .max_idle_connections(0)
             .max_idle_connections_per_host(0)
             .build();
-        Self { base_url, agent: config.new_agent(), options }
+        Self {
+            base_url,
+            agent: config.new_agent(),
+            options,
+        }
     }
 
     /// The server's base URL, without a trailing slash.
@@ -162,9 +166,11 @@ impl AppWorldClient {
     fn send_once(&self, verb: Verb, url: &str, body: Option<&str>) -> Result<Answer, ureq::Error> {
         let mut response = match (verb, body) {
             (Verb::Get, _) => self.agent.get(url).call()?,
-            (Verb::Post, Some(body)) => {
-                self.agent.post(url).content_type("application/json").send(body)?
-            }
+            (Verb::Post, Some(body)) => self
+                .agent
+                .post(url)
+                .content_type("application/json")
+                .send(body)?,
             (Verb::Post, None) => self.agent.post(url).send_empty()?,
         };
         let status = response.status().as_u16();
@@ -179,7 +185,10 @@ impl AppWorldClient {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.min(16));
-        self.options.retry_backoff.saturating_mul(factor).min(MAX_BACKOFF)
+        self.options
+            .retry_backoff
+            .saturating_mul(factor)
+            .min(MAX_BACKOFF)
     }
 
     fn transport_error(&self, verb: Verb, url: &str, err: ureq::Error) -> EnvError {
@@ -195,9 +204,16 @@ impl AppWorldClient {
             };
         }
         if never_received(&err) {
-            return EnvError::ServerNotRunning { url: self.base_url.clone(), reason: err.to_string() };
+            return EnvError::ServerNotRunning {
+                url: self.base_url.clone(),
+                reason: err.to_string(),
+            };
         }
-        EnvError::Transport { method: verb.name(), url: url.to_owned(), reason: err.to_string() }
+        EnvError::Transport {
+            method: verb.name(),
+            url: url.to_owned(),
+            reason: err.to_string(),
+        }
     }
 
     /// One protocol call: sends, checks the status, unwraps `{"output": ...}`. `task` lets a 404
@@ -213,9 +229,9 @@ impl AppWorldClient {
         let url = self.url(path);
         let answer = self.send(verb, &url, body.as_deref())?;
         if !is_success(answer.status) {
-            let task_error = task.filter(|_| answer.status == 404).and_then(|task| {
-                task_error_from_detail(task, &answer.body)
-            });
+            let task_error = task
+                .filter(|_| answer.status == 404)
+                .and_then(|task| task_error_from_detail(task, &answer.body));
             return Err(task_error.unwrap_or_else(|| http_error(verb, &url, &answer)));
         }
         decode_output(&url, &answer.body, what)
@@ -229,8 +245,9 @@ impl AppWorldClient {
         what: &str,
     ) -> Result<T, EnvError> {
         // Compact JSON: code cells can be long, and the server needs no indentation.
-        let body = serde_json::to_string(body)
-            .map_err(|e| EnvError::Internal(format!("cannot encode the body of POST {path}: {e}")))?;
+        let body = serde_json::to_string(body).map_err(|e| {
+            EnvError::Internal(format!("cannot encode the body of POST {path}: {e}"))
+        })?;
         self.call(Verb::Post, path, Some(body), Some(task), what)
     }
 
@@ -287,7 +304,9 @@ fn never_received(err: &ureq::Error) -> bool {
                 | ErrorKind::NetworkDown
         ),
         ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
-        ureq::Error::Timeout(kind) => matches!(kind, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        ureq::Error::Timeout(kind) => {
+            matches!(kind, ureq::Timeout::Connect | ureq::Timeout::Resolve)
+        }
         _ => false,
     }
 }
@@ -299,7 +318,10 @@ fn is_retryable(err: &ureq::Error, verb: Verb) -> bool {
         return true;
     }
     verb == Verb::Get
-        && matches!(err, ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::Protocol(_))
+        && matches!(
+            err,
+            ureq::Error::Timeout(_) | ureq::Error::Io(_) | ureq::Error::Protocol(_)
+        )
 }
 
 /// Reads rung's 404 detail (the text of [`EnvError::UnknownTask`] or [`EnvError::NoEpisode`]).
@@ -311,19 +333,22 @@ fn task_error_from_detail(task: &TaskId, body: &str) -> Option<EnvError> {
     }
     if detail.starts_with("unknown task") {
         let hint = detail.split_once("`: ").map_or(detail, |(_, hint)| hint);
-        return Some(EnvError::UnknownTask { task_id: task.clone(), hint: hint.to_owned() });
+        return Some(EnvError::UnknownTask {
+            task_id: task.clone(),
+            hint: hint.to_owned(),
+        });
     }
     None
 }
 
 fn decode_output<T: DeserializeOwned>(url: &str, body: &str, what: &str) -> Result<T, EnvError> {
-    serde_json::from_str::<Output<T>>(body).map(|envelope| envelope.output).map_err(|e| {
-        EnvError::BadResponse {
+    serde_json::from_str::<Output<T>>(body)
+        .map(|envelope| envelope.output)
+        .map_err(|e| EnvError::BadResponse {
             url: url.to_owned(),
             detail: format!("expected {{\"output\": {what}}}: {e}"),
             body: truncate_body(body),
-        }
-    })
+        })
 }
 
 impl Environment for AppWorldClient {
@@ -344,24 +369,36 @@ impl Environment for AppWorldClient {
     }
 
     fn execute(&self, task_id: &TaskId, code: &str) -> Result<String, EnvError> {
-        let request = ExecuteRequest { task_id: task_id.clone(), code: code.to_owned() };
+        let request = ExecuteRequest {
+            task_id: task_id.clone(),
+            code: code.to_owned(),
+        };
         self.post("/execute", &request, task_id, "a string")
     }
 
     fn task_completed(&self, task_id: &TaskId) -> Result<bool, EnvError> {
-        let request = TaskRequest { task_id: task_id.clone() };
+        let request = TaskRequest {
+            task_id: task_id.clone(),
+        };
         self.post("/task_completed", &request, task_id, "a bool")
     }
 
     fn evaluate(&self, task_id: &TaskId) -> Result<Evaluation, EnvError> {
-        let request = EvaluateRequest { task_id: task_id.clone(), suppress_errors: true, report: false };
+        let request = EvaluateRequest {
+            task_id: task_id.clone(),
+            suppress_errors: true,
+            report: false,
+        };
         self.post("/evaluate", &request, task_id, "an evaluation object")
     }
 
     fn close(&self, task_id: &TaskId) -> Result<(), EnvError> {
-        let request = TaskRequest { task_id: task_id.clone() };
+        let request = TaskRequest {
+            task_id: task_id.clone(),
+        };
         // AppWorld answers null; any payload means the same, so it is not checked.
-        self.post::<Value>("/close", &request, task_id, "null").map(drop)
+        self.post::<Value>("/close", &request, task_id, "null")
+            .map(drop)
     }
 
     fn task_info(&self, task_id: &TaskId) -> Result<TaskInfo, EnvError> {
@@ -386,7 +423,10 @@ mod tests {
 
     #[test]
     fn rung_404_details_become_task_errors() {
-        let unknown = EnvError::UnknownTask { task_id: task(), hint: "tasks: a, b".into() };
+        let unknown = EnvError::UnknownTask {
+            task_id: task(),
+            hint: "tasks: a, b".into(),
+        };
         let body = serde_json::json!({ "detail": unknown.to_string() }).to_string();
         match task_error_from_detail(&task(), &body) {
             Some(EnvError::UnknownTask { task_id, hint }) => {
@@ -410,17 +450,29 @@ mod tests {
         let reset = || ureq::Error::Io(std::io::ErrorKind::ConnectionReset.into());
         assert!(is_retryable(&refused(), Verb::Post));
         assert!(is_retryable(&ureq::Error::ConnectionFailed, Verb::Post));
-        assert!(is_retryable(&ureq::Error::Timeout(ureq::Timeout::Connect), Verb::Post));
-        assert!(!is_retryable(&ureq::Error::Timeout(ureq::Timeout::Global), Verb::Post));
+        assert!(is_retryable(
+            &ureq::Error::Timeout(ureq::Timeout::Connect),
+            Verb::Post
+        ));
+        assert!(!is_retryable(
+            &ureq::Error::Timeout(ureq::Timeout::Global),
+            Verb::Post
+        ));
         assert!(!is_retryable(&reset(), Verb::Post));
-        assert!(is_retryable(&ureq::Error::Timeout(ureq::Timeout::Global), Verb::Get));
+        assert!(is_retryable(
+            &ureq::Error::Timeout(ureq::Timeout::Global),
+            Verb::Get
+        ));
         assert!(is_retryable(&reset(), Verb::Get));
         assert!(!is_retryable(&ureq::Error::BadUri("x".into()), Verb::Get));
     }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
-        let options = ClientOptions { retry_backoff: Duration::from_millis(100), ..Default::default() };
+        let options = ClientOptions {
+            retry_backoff: Duration::from_millis(100),
+            ..Default::default()
+        };
         let client = AppWorldClient::with_options("http://127.0.0.1:1/", options);
         assert_eq!(client.base_url(), "http://127.0.0.1:1");
         assert_eq!(client.backoff(0), Duration::from_millis(100));
@@ -435,7 +487,10 @@ mod tests {
         match err {
             EnvError::BadResponse { url, detail, body } => {
                 assert_eq!(url, "http://x/task_completed");
-                assert!(detail.contains("a bool") && detail.contains("output"), "{detail}");
+                assert!(
+                    detail.contains("a bool") && detail.contains("output"),
+                    "{detail}"
+                );
                 assert_eq!(body, r#"{"nope":1}"#);
             }
             other => panic!("expected BadResponse, got {other:?}"),

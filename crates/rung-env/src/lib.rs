@@ -16,7 +16,7 @@ mod server;
 mod task;
 
 pub use client::{AppWorldClient, ClientOptions};
-pub use environment::{EpisodeOptions, Environment};
+pub use environment::{Environment, EpisodeOptions};
 pub use error::EnvError;
 pub use metrics::{EvaluatedTask, Scores};
 pub use pool::{PoolOptions, ServerPool};

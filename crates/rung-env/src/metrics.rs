@@ -78,7 +78,11 @@ fn completion<'a>(tasks: impl Iterator<Item = &'a EvaluatedTask>) -> Completion 
 }
 
 fn percent(part: usize, whole: usize) -> f64 {
-    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
 }
 
 #[cfg(test)]
@@ -86,7 +90,11 @@ mod tests {
     use super::*;
 
     fn task(id: &str, difficulty: u8, success: bool) -> EvaluatedTask {
-        EvaluatedTask { task_id: id.parse().unwrap(), difficulty, success }
+        EvaluatedTask {
+            task_id: id.parse().unwrap(),
+            difficulty,
+            success,
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::{AppWorldClient, ClientOptions, EnvError};
 /// How long a server may take to exit after SIGTERM before it is killed.
 const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long to wait for the rest of a killed process group to exit.
+const GROUP_EXIT_WAIT: Duration = Duration::from_secs(2);
+
 /// Pause between two readiness probes of a starting server.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -87,7 +90,9 @@ impl ServerPool {
     /// ones already started are stopped and the error names the command, port and cause.
     pub fn start(options: PoolOptions) -> Result<Self, EnvError> {
         if options.size == 0 {
-            return Err(EnvError::Pool("a pool needs at least one server (size is 0)".into()));
+            return Err(EnvError::Pool(
+                "a pool needs at least one server (size is 0)".into(),
+            ));
         }
         if options.command.is_empty() {
             return Err(EnvError::Pool("the server command is empty".into()));
@@ -101,7 +106,13 @@ impl ServerPool {
             }
         };
         let clients = servers.iter().map(|s| s.client(&options.client)).collect();
-        Ok(Self { servers, clients, experiments, options, log_dir })
+        Ok(Self {
+            servers,
+            clients,
+            experiments,
+            options,
+            log_dir,
+        })
     }
 
     /// One client per server, in pool order.
@@ -126,7 +137,10 @@ impl ServerPool {
 
     /// Base URLs of the servers, in pool order.
     pub fn urls(&self) -> Vec<String> {
-        self.clients.iter().map(|c| c.base_url().to_owned()).collect()
+        self.clients
+            .iter()
+            .map(|c| c.base_url().to_owned())
+            .collect()
     }
 
     /// The process id of server `index` (the leader of its process group).
@@ -141,7 +155,9 @@ impl ServerPool {
 
     /// Whether server `index` is still running (it may still be unresponsive).
     pub fn is_alive(&self, index: usize) -> bool {
-        self.servers.get(index).is_some_and(ServerProcess::is_running)
+        self.servers
+            .get(index)
+            .is_some_and(ServerProcess::is_running)
     }
 
     /// Stops server `index` and starts it again on a fresh port, for a server that died or hangs.
@@ -152,11 +168,13 @@ impl ServerPool {
             EnvError::Pool(format!("no server {index} to restart: the pool has {len}"))
         })?;
         old.kill();
-        let port = free_ports(1)?.into_iter().next().ok_or_else(|| {
-            EnvError::Pool("the operating system gave no free port".into())
-        })?;
+        let port = free_ports(1)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EnvError::Pool("the operating system gave no free port".into()))?;
         let experiment = &self.experiments[index];
-        let server = ServerProcess::spawn(&self.options, index, port, experiment, self.log_dir.path())?;
+        let server =
+            ServerProcess::spawn(&self.options, index, port, experiment, self.log_dir.path())?;
         server.wait_ready(Instant::now() + self.options.startup_timeout)?;
         self.clients[index] = server.client(&self.options.client);
         self.servers[index] = server;
@@ -184,12 +202,15 @@ fn launch_all(
     log_dir: &Path,
 ) -> Result<(Vec<ServerProcess>, Vec<String>), EnvError> {
     let ports = free_ports(options.size)?;
-    let experiments: Vec<String> =
-        (0..options.size).map(|i| experiment_name(&options.experiment_prefix, i)).collect();
+    let experiments: Vec<String> = (0..options.size)
+        .map(|i| experiment_name(&options.experiment_prefix, i))
+        .collect();
     let deadline = Instant::now() + options.startup_timeout;
     let mut servers = Vec::with_capacity(options.size);
     for (index, (&port, experiment)) in ports.iter().zip(&experiments).enumerate() {
-        servers.push(ServerProcess::spawn(options, index, port, experiment, log_dir)?);
+        servers.push(ServerProcess::spawn(
+            options, index, port, experiment, log_dir,
+        )?);
     }
     for server in &servers {
         server.wait_ready(deadline)?;
@@ -198,7 +219,11 @@ fn launch_all(
 }
 
 fn experiment_name(prefix: &str, index: usize) -> String {
-    if prefix.is_empty() { format!("server-{index}") } else { format!("{prefix}-{index}") }
+    if prefix.is_empty() {
+        format!("server-{index}")
+    } else {
+        format!("{prefix}-{index}")
+    }
 }
 
 /// Replaces the placeholders of one command argument.
@@ -235,12 +260,17 @@ impl LogDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let owned = given.is_none();
         let path = given.map(Path::to_path_buf).unwrap_or_else(|| {
-            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             std::env::temp_dir().join(format!("rung-pool-{}-{n}-{nanos}", std::process::id()))
         });
         fs::create_dir_all(&path).map_err(|e| {
-            EnvError::Pool(format!("cannot create the log folder {}: {e}", path.display()))
+            EnvError::Pool(format!(
+                "cannot create the log folder {}: {e}",
+                path.display()
+            ))
         })?;
         Ok(Self { path, owned })
     }
@@ -291,8 +321,11 @@ impl ServerProcess {
         experiment: &str,
         log_dir: &Path,
     ) -> Result<Self, EnvError> {
-        let args: Vec<String> =
-            options.command.iter().map(|a| substitute(a, port, experiment, index)).collect();
+        let args: Vec<String> = options
+            .command
+            .iter()
+            .map(|a| substitute(a, port, experiment, index))
+            .collect();
         let description = format!("server {index} (`{}`, port {port})", args.join(" "));
         let (program, rest) = args
             .split_first()
@@ -309,8 +342,18 @@ impl ServerProcess {
             .spawn()
             .map_err(|e| EnvError::Pool(format!("{description} could not be started: {e}")))?;
         let pid = child.id();
-        let state = Mutex::new(ProcState { child, exit: None, finished: false });
-        Ok(Self { state, pid, port, log_path, description })
+        let state = Mutex::new(ProcState {
+            child,
+            exit: None,
+            finished: false,
+        });
+        Ok(Self {
+            state,
+            pid,
+            port,
+            log_path,
+            description,
+        })
     }
 
     fn client(&self, options: &ClientOptions) -> AppWorldClient {
@@ -319,7 +362,9 @@ impl ServerProcess {
 
     fn lock(&self) -> MutexGuard<'_, ProcState> {
         // A panic while holding the lock leaves the state usable: it is only a child handle.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Polls until the server answers `GET /` (any HTTP status counts: it is listening), exits,
@@ -341,14 +386,20 @@ impl ServerProcess {
             }
             if Instant::now() >= deadline {
                 self.kill();
-                return Err(self.failure("did not answer GET / in time (startup_timeout) and was stopped"));
+                return Err(
+                    self.failure("did not answer GET / in time (startup_timeout) and was stopped")
+                );
             }
             thread::sleep(PROBE_INTERVAL);
         }
     }
 
     fn failure(&self, what: &str) -> EnvError {
-        EnvError::Pool(format!("{} {what}{}", self.description, log_tail(&self.log_path)))
+        EnvError::Pool(format!(
+            "{} {what}{}",
+            self.description,
+            log_tail(&self.log_path)
+        ))
     }
 
     fn is_running(&self) -> bool {
@@ -368,7 +419,7 @@ impl ServerProcess {
         {
             state.exit = Some(status);
             // The pid stays reserved while group members live, so this reaches only them.
-            signal_group(self.pid, "KILL");
+            kill_group(self.pid);
             state.finished = true;
         }
         state.exit
@@ -378,7 +429,7 @@ impl ServerProcess {
     fn terminate(&self) {
         let mut state = self.lock();
         if self.poll(&mut state).is_none() && !state.finished {
-            signal_group(self.pid, "TERM");
+            let _ = signal_group(self.pid, "TERM");
         }
     }
 
@@ -391,7 +442,7 @@ impl ServerProcess {
         if state.finished {
             return;
         }
-        signal_group(self.pid, "KILL");
+        kill_group(self.pid);
         let _ = state.child.kill();
         if let Ok(status) = state.child.wait() {
             state.exit = Some(status);
@@ -418,20 +469,64 @@ fn open_log(path: &Path) -> std::io::Result<(File, File)> {
     Ok((file, copy))
 }
 
-/// Sends `signal` to the process group `pgid` with the `kill` utility, which needs no unsafe code.
+/// Kills what is left of the process group `pgid` and waits (briefly) until none of it runs, so
+/// that a stopped server has released its port when the caller goes on.
+fn kill_group(pgid: u32) {
+    signal_group(pgid, "KILL");
+    let deadline = Instant::now() + GROUP_EXIT_WAIT;
+    while group_is_running(pgid) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `signal` to the process group `pgid` with the `kill` utility, which needs no unsafe
+/// code; returns whether it was delivered (signal `0` only checks that the group exists).
 #[cfg(unix)]
-fn signal_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
+fn signal_group(pgid: u32, signal: &str) -> bool {
+    Command::new("kill")
         .args(["-s", signal, "--", &format!("-{pgid}")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Without process groups only the child itself is killed (by `Child::kill` in `finish`).
 #[cfg(not(unix))]
-fn signal_group(_pgid: u32, _signal: &str) {}
+fn signal_group(_pgid: u32, _signal: &str) -> bool {
+    false
+}
+
+/// Whether a member of the group still runs. Zombies do not count: they hold no port, and they
+/// may wait long for a slow init to reap them. Without `/proc`, any member counts.
+fn group_is_running(pgid: u32) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return signal_group(pgid, "0");
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| parse_stat(&stat))
+                .is_some_and(|(state, group)| group == pgid && !matches!(state, 'Z' | 'X'))
+    })
+}
+
+/// State and process group from `/proc/<pid>/stat` (`pid (comm) state ppid pgrp ...`); the
+/// command name may contain spaces and parentheses, so fields are read after the last `)`.
+fn parse_stat(stat: &str) -> Option<(char, u32)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
+}
 
 /// The last lines of a log, formatted to follow an error message.
 fn log_tail(path: &Path) -> String {
@@ -461,10 +556,23 @@ mod tests {
 
     #[test]
     fn placeholders_are_substituted() {
-        assert_eq!(substitute("--port={port}", 8123, "rung-2", 2), "--port=8123");
-        assert_eq!(substitute("{experiment}/{index}:{port}", 9, "e", 4), "e/4:9");
+        assert_eq!(
+            substitute("--port={port}", 8123, "rung-2", 2),
+            "--port=8123"
+        );
+        assert_eq!(
+            substitute("{experiment}/{index}:{port}", 9, "e", 4),
+            "e/4:9"
+        );
         assert_eq!(experiment_name("run", 3), "run-3");
         assert_eq!(experiment_name("", 0), "server-0");
+    }
+
+    #[test]
+    fn stat_lines_parse_despite_odd_names() {
+        assert_eq!(parse_stat("42 (a) b (c)) S 1 42 42 0 -1"), Some(('S', 42)));
+        assert_eq!(parse_stat("7 (sh) Z 1 9 9"), Some(('Z', 9)));
+        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
@@ -483,7 +591,10 @@ mod tests {
         let lines: Vec<String> = (0..30).map(|i| format!("line {i}")).collect();
         fs::write(&path, lines.join("\n")).expect("write");
         let tail = log_tail(&path);
-        assert!(tail.contains("line 29") && tail.contains("line 10"), "{tail}");
+        assert!(
+            tail.contains("line 29") && tail.contains("line 10"),
+            "{tail}"
+        );
         assert!(!tail.contains("line 9\n"), "{tail}");
         fs::write(&path, "").expect("write");
         assert!(log_tail(&path).contains("is empty"));
@@ -494,10 +605,21 @@ mod tests {
 
     #[test]
     fn invalid_options_are_refused() {
-        let empty = PoolOptions { command: Vec::new(), ..Default::default() };
+        let empty = PoolOptions {
+            command: Vec::new(),
+            ..Default::default()
+        };
         let err = ServerPool::start(empty).expect_err("empty command");
         assert!(err.to_string().contains("command is empty"), "{err}");
-        let none = PoolOptions { size: 0, ..Default::default() };
-        assert!(ServerPool::start(none).expect_err("size 0").to_string().contains("size is 0"));
+        let none = PoolOptions {
+            size: 0,
+            ..Default::default()
+        };
+        assert!(
+            ServerPool::start(none)
+                .expect_err("size 0")
+                .to_string()
+                .contains("size is 0")
+        );
     }
 }

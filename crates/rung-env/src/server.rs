@@ -8,12 +8,12 @@
 //! progress at once and a slow `execute` holds up only its own worker.
 
 use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -36,13 +36,17 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { workers: 8, max_body_bytes: 8 * 1024 * 1024 }
+        Self {
+            workers: 8,
+            max_body_bytes: 8 * 1024 * 1024,
+        }
     }
 }
 
 /// A running server. Dropping it stops the server, so a test or a command cannot leak one.
 pub struct ServerHandle {
-    server: Arc<tiny_http::Server>,
+    /// `None` once stopped.
+    server: Option<Arc<tiny_http::Server>>,
     workers: Vec<JoinHandle<()>>,
     stopping: Arc<AtomicBool>,
     addr: SocketAddr,
@@ -65,12 +69,17 @@ impl ServerHandle {
 
     /// The base URL a client on this machine uses, e.g. `http://127.0.0.1:8000`.
     pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr())
+    }
+
+    /// The address a client on this machine connects to.
+    fn local_addr(&self) -> SocketAddr {
         let ip = match self.addr.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        SocketAddr::new(ip, self.addr.port())
     }
 
     /// Stops accepting requests, lets requests in progress finish, and joins the workers.
@@ -89,13 +98,32 @@ impl ServerHandle {
     }
 
     fn shutdown(&mut self) {
+        let Some(server) = self.server.take() else {
+            return;
+        };
         self.stopping.store(true, Ordering::SeqCst);
         // Each unblock releases one thread waiting in `recv`, so send one per worker.
         for _ in 0..self.workers.len() {
-            self.server.unblock();
+            server.unblock();
         }
         for worker in self.workers.drain(..) {
             let _ = worker.join();
+        }
+        // The workers held the other references, so this drops the server, which tells its
+        // accept thread to end; that thread closes the socket shortly after.
+        drop(server);
+        self.wait_until_closed();
+    }
+
+    /// Waits (briefly) until the port refuses connections, so that a client told the server is
+    /// stopped is refused rather than accepted by a server that will never answer.
+    fn wait_until_closed(&self) {
+        let addr = self.local_addr();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline
+            && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+        {
+            thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -123,11 +151,18 @@ pub fn serve_with<E: Environment + 'static>(
         reason: e.to_string(),
     })?;
     let bound = server.server_addr().to_ip().ok_or_else(|| {
-        EnvError::Internal(format!("the server for {addr} is not listening on an IP address"))
+        EnvError::Internal(format!(
+            "the server for {addr} is not listening on an IP address"
+        ))
     })?;
     let server = Arc::new(server);
     let stopping = Arc::new(AtomicBool::new(false));
-    let mut handle = ServerHandle { server, workers: Vec::new(), stopping, addr: bound };
+    let mut handle = ServerHandle {
+        server: Some(server),
+        workers: Vec::new(),
+        stopping,
+        addr: bound,
+    };
     for index in 0..options.workers.max(1) {
         let worker = spawn_worker(index, &handle, Arc::clone(&env), options.max_body_bytes)?;
         handle.workers.push(worker);
@@ -141,7 +176,9 @@ fn spawn_worker<E: Environment + 'static>(
     env: Arc<E>,
     max_body_bytes: usize,
 ) -> Result<JoinHandle<()>, EnvError> {
-    let server = Arc::clone(&handle.server);
+    let server = handle.server.clone().ok_or_else(|| {
+        EnvError::Internal("the server stopped while its workers were starting".into())
+    })?;
     let stopping = Arc::clone(&handle.stopping);
     thread::Builder::new()
         .name(format!("rung-env-http-{index}"))
@@ -175,12 +212,20 @@ struct Reply {
 
 impl Reply {
     fn ok(body: Value) -> Self {
-        Self { status: 200, body, allow: None }
+        Self {
+            status: 200,
+            body,
+            allow: None,
+        }
     }
 
     /// FastAPI's error shape, which AppWorld's Python client and ours both read.
     fn detail(status: u16, detail: impl Into<String>) -> Self {
-        Self { status, body: json!({ "detail": detail.into() }), allow: None }
+        Self {
+            status,
+            body: json!({ "detail": detail.into() }),
+            allow: None,
+        }
     }
 
     fn from_env_error(err: &EnvError) -> Self {
@@ -190,13 +235,18 @@ impl Reply {
 
 fn answer<E: Environment>(env: &E, mut request: Request, max_body_bytes: usize) {
     let method = request.method().clone();
-    let path = request.url().split('?').next().unwrap_or_default().to_owned();
+    let path = request
+        .url()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let reply = match read_body(&mut request, max_body_bytes) {
         Ok(body) => guarded(|| handle(env, &method, &path, &body), &method, &path),
         Err(reply) => reply,
     };
-    let _ = request.respond(encode(reply));
     // An error from `respond` means the client has gone; nothing is left to tell it.
+    let _ = request.respond(encode(reply));
 }
 
 /// Runs the handler so that a panicking environment costs one 500, not a worker thread.
@@ -207,7 +257,10 @@ fn guarded(run: impl FnOnce() -> Reply, method: &Method, path: &str) -> Reply {
             .map(|s| (*s).to_owned())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".to_owned());
-        Reply::detail(500, format!("the environment panicked while handling {method} {path}: {message}"))
+        Reply::detail(
+            500,
+            format!("the environment panicked while handling {method} {path}: {message}"),
+        )
     })
 }
 
@@ -314,8 +367,15 @@ fn handle<E: Environment>(env: &E, method: &Method, path: &str, body: &[u8]) -> 
         return Reply::detail(404, "Not Found");
     };
     if *method != route.method() {
-        let allow = if route.method() == Method::Get { "GET" } else { "POST" };
-        return Reply { allow: Some(allow), ..Reply::detail(405, "Method Not Allowed") };
+        let allow = if route.method() == Method::Get {
+            "GET"
+        } else {
+            "POST"
+        };
+        return Reply {
+            allow: Some(allow),
+            ..Reply::detail(405, "Method Not Allowed")
+        };
     }
     dispatch(env, &route, body).unwrap_or_else(|reply| reply)
 }
@@ -362,7 +422,10 @@ fn parse_body<T: DeserializeOwned>(route: &Route, body: &[u8]) -> Result<T, Repl
     serde_json::from_slice(body).map_err(|e| {
         Reply::detail(
             422,
-            format!("invalid request body ({e}); expected JSON of the shape {}", route.expected_body()),
+            format!(
+                "invalid request body ({e}); expected JSON of the shape {}",
+                route.expected_body()
+            ),
         )
     })
 }
@@ -382,7 +445,10 @@ mod tests {
     fn routes_parse() {
         assert_eq!(Route::parse("/"), Some(Route::Root));
         assert_eq!(Route::parse("/execute"), Some(Route::Execute));
-        assert_eq!(Route::parse("/tasks/50e1ac9_1"), Some(Route::Task("50e1ac9_1".into())));
+        assert_eq!(
+            Route::parse("/tasks/50e1ac9_1"),
+            Some(Route::Task("50e1ac9_1".into()))
+        );
         assert_eq!(Route::parse("/tasks/"), None);
         assert_eq!(Route::parse("/tasks/a/b"), None);
         assert_eq!(Route::parse("/execute/"), None);
@@ -395,7 +461,10 @@ mod tests {
         let reply = guarded(|| panic!("kaboom"), &Method::Post, "/execute");
         assert_eq!(reply.status, 500);
         let detail = reply.body["detail"].as_str().unwrap_or_default();
-        assert!(detail.contains("kaboom") && detail.contains("POST /execute"), "{detail}");
+        assert!(
+            detail.contains("kaboom") && detail.contains("POST /execute"),
+            "{detail}"
+        );
     }
 
     #[test]
@@ -412,8 +481,15 @@ mod tests {
     #[test]
     fn url_of_unspecified_address_is_loopback() {
         let env = Arc::new(NoEnv);
-        let handle = serve_with(env, "0.0.0.0:0", ServerOptions { workers: 1, ..Default::default() })
-            .expect("bind");
+        let handle = serve_with(
+            env,
+            "0.0.0.0:0",
+            ServerOptions {
+                workers: 1,
+                ..Default::default()
+            },
+        )
+        .expect("bind");
         assert_eq!(handle.url(), format!("http://127.0.0.1:{}", handle.port()));
         handle.stop();
     }

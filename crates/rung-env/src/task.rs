@@ -59,7 +59,11 @@ impl FromStr for TaskId {
         let number = !variant.is_empty()
             && variant.bytes().all(|b| b.is_ascii_digit())
             && variant.parse::<u32>().is_ok_and(|n| n >= 1);
-        if hex && number { Ok(Self(s.to_owned())) } else { Err(err()) }
+        if hex && number {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(err())
+        }
     }
 }
 
@@ -98,7 +102,12 @@ pub enum Split {
 
 impl Split {
     /// All splits in their canonical order.
-    pub const ALL: [Split; 4] = [Split::Train, Split::Dev, Split::TestNormal, Split::TestChallenge];
+    pub const ALL: [Split; 4] = [
+        Split::Train,
+        Split::Dev,
+        Split::TestNormal,
+        Split::TestChallenge,
+    ];
 
     /// The split's name as AppWorld writes it.
     pub fn name(self) -> &'static str {
@@ -125,7 +134,9 @@ impl FromStr for Split {
             .into_iter()
             .find(|split| split.name() == s)
             .ok_or_else(|| {
-                format!("unknown split `{s}`: expected one of train, dev, test_normal, test_challenge")
+                format!(
+                    "unknown split `{s}`: expected one of train, dev, test_normal, test_challenge"
+                )
             })
     }
 }
@@ -144,7 +155,16 @@ mod tests {
 
     #[test]
     fn task_id_rejects_malformed() {
-        for bad in ["", "50e1ac9", "50e1ac9_", "50e1ac9_0", "50e1ac_1", "50e1acz_1", "50e1ac9_x", "x_1"] {
+        for bad in [
+            "",
+            "50e1ac9",
+            "50e1ac9_",
+            "50e1ac9_0",
+            "50e1ac_1",
+            "50e1acz_1",
+            "50e1ac9_x",
+            "x_1",
+        ] {
             let err = bad.parse::<TaskId>().unwrap_err();
             assert_eq!(err.id, bad);
         }
@@ -161,7 +181,10 @@ mod tests {
     fn split_names_round_trip() {
         for split in Split::ALL {
             assert_eq!(split.name().parse::<Split>().unwrap(), split);
-            assert_eq!(serde_json::to_string(&split).unwrap(), format!("\"{}\"", split.name()));
+            assert_eq!(
+                serde_json::to_string(&split).unwrap(),
+                format!("\"{}\"", split.name())
+            );
         }
         assert!("test".parse::<Split>().unwrap_err().contains("test_normal"));
     }

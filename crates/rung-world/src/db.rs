@@ -21,7 +21,10 @@ pub struct Table<T> {
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Self { rows: BTreeMap::new(), next_id: 1 }
+        Self {
+            rows: BTreeMap::new(),
+            next_id: 1,
+        }
     }
 }
 
@@ -83,7 +86,12 @@ impl<T: Row> Table<T> {
         let json = |row: &T| serde_json::to_value(row).expect("rows serialize to JSON");
         for (id, old) in &before.rows {
             match self.rows.get(id) {
-                None => out.push(Change { table, id: *id, before: Some(json(old)), after: None }),
+                None => out.push(Change {
+                    table,
+                    id: *id,
+                    before: Some(json(old)),
+                    after: None,
+                }),
                 Some(new) if new != old => out.push(Change {
                     table,
                     id: *id,
@@ -94,7 +102,12 @@ impl<T: Row> Table<T> {
             }
         }
         for (id, new) in self.rows.range(before.next_id..) {
-            out.push(Change { table, id: *id, before: None, after: Some(json(new)) });
+            out.push(Change {
+                table,
+                id: *id,
+                before: None,
+                after: Some(json(new)),
+            });
         }
     }
 }
@@ -429,9 +442,30 @@ pub struct Review {
 }
 
 rows!(
-    Person, Relationship, Account, Address, PaymentCard, Mail, Artist, Song, Playlist, SongLike,
-    ArtistFollow, Wallet, Transaction, PaymentRequest, Note, Project, TodoItem, Contact,
-    TextMessage, File, Product, CartItem, Order, Review,
+    Person,
+    Relationship,
+    Account,
+    Address,
+    PaymentCard,
+    Mail,
+    Artist,
+    Song,
+    Playlist,
+    SongLike,
+    ArtistFollow,
+    Wallet,
+    Transaction,
+    PaymentRequest,
+    Note,
+    Project,
+    TodoItem,
+    Contact,
+    TextMessage,
+    File,
+    Product,
+    CartItem,
+    Order,
+    Review,
 );
 
 database! {
@@ -473,7 +507,9 @@ impl Db {
     /// The person with this email.
     pub fn person_by_email(&self, email: &str) -> Option<&Person> {
         let email = email.trim();
-        self.people.iter().find(|p| p.email.eq_ignore_ascii_case(email))
+        self.people
+            .iter()
+            .find(|p| p.email.eq_ignore_ascii_case(email))
     }
 
     /// The person with this phone number.
@@ -515,7 +551,13 @@ mod tests {
         let c = db.notes.insert(note("c"));
         let changes = db.diff(&start);
         assert_eq!(changes.len(), 3);
-        assert_eq!((changes[0].id, changes[0].after.as_ref().unwrap()["pinned"].clone()), (a, Value::Bool(true)));
+        assert_eq!(
+            (
+                changes[0].id,
+                changes[0].after.as_ref().unwrap()["pinned"].clone()
+            ),
+            (a, Value::Bool(true))
+        );
         assert_eq!((changes[1].id, changes[1].after.is_none()), (b, true));
         assert_eq!((changes[2].id, changes[2].before.is_none()), (c, true));
         assert_eq!(c, 3, "ids are never reused after a delete");

@@ -1,8 +1,21 @@
 //! rung's embedded world: an offline, deterministic AppWorld-like world.
+//!
+//! Eight everyday apps plus AppWorld's `api_docs` and `supervisor`, a seeded population of people
+//! with relationships and histories, a Starlark sandbox in which agents call
+//! `apis.<app>.<api>(**kwargs)`, a task suite with gold plans and state-based tests, and an
+//! [`EmbeddedWorld`] that implements rung's `Environment` (and is served over HTTP by
+//! `rung world serve`).
 
 pub mod apps;
 pub mod db;
+pub mod env;
+pub mod evaluate;
+pub mod export;
 pub mod population;
-pub mod time;
 pub mod sandbox;
+pub mod tasks;
+pub mod time;
 pub mod world;
+
+pub use env::EmbeddedWorld;
+pub use tasks::{SubTask, Suite, SuiteOptions, Task};

@@ -13,22 +13,33 @@ use crate::time;
 /// Number of people in every world.
 pub const PEOPLE: usize = 36;
 /// Apps that have accounts (everything but `api_docs` and `supervisor`).
-pub const ACCOUNT_APPS: &[&str] = &["mail", "music", "pay", "notes", "todo", "phone", "files", "shop"];
+pub const ACCOUNT_APPS: &[&str] = &[
+    "mail", "music", "pay", "notes", "todo", "phone", "files", "shop",
+];
 
 const WOMEN: &[&str] = &[
-    "Ava", "Bella", "Chloe", "Dana", "Emma", "Fiona", "Grace", "Hana", "Iris", "Julia", "Kate", "Lena",
-    "Maya", "Nora", "Olga", "Paula", "Rosa", "Sara", "Tina", "Vera",
+    "Ava", "Bella", "Chloe", "Dana", "Emma", "Fiona", "Grace", "Hana", "Iris", "Julia", "Kate",
+    "Lena", "Maya", "Nora", "Olga", "Paula", "Rosa", "Sara", "Tina", "Vera",
 ];
 const MEN: &[&str] = &[
-    "Adam", "Ben", "Carl", "David", "Eric", "Felix", "Greg", "Hugo", "Ivan", "Jack", "Kevin", "Leo",
-    "Mark", "Nick", "Omar", "Paul", "Ryan", "Sam", "Tom", "Victor",
+    "Adam", "Ben", "Carl", "David", "Eric", "Felix", "Greg", "Hugo", "Ivan", "Jack", "Kevin",
+    "Leo", "Mark", "Nick", "Omar", "Paul", "Ryan", "Sam", "Tom", "Victor",
 ];
 const SURNAMES: &[&str] = &[
-    "Adams", "Brooks", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones", "Khan",
-    "Lopez", "Meyer", "Novak", "Ortiz", "Patel", "Quinn", "Rossi",
+    "Adams", "Brooks", "Chen", "Diaz", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones",
+    "Khan", "Lopez", "Meyer", "Novak", "Ortiz", "Patel", "Quinn", "Rossi",
 ];
-const CITIES: &[&str] = &["Springfield", "Riverton", "Lakeside", "Hillview", "Brookfield", "Maplewood"];
-const STREETS: &[&str] = &["Oak St", "Elm St", "Main St", "Pine Ave", "Cedar Rd", "Lake Dr", "Hill Rd", "Park Ave"];
+const CITIES: &[&str] = &[
+    "Springfield",
+    "Riverton",
+    "Lakeside",
+    "Hillview",
+    "Brookfield",
+    "Maplewood",
+];
+const STREETS: &[&str] = &[
+    "Oak St", "Elm St", "Main St", "Pine Ave", "Cedar Rd", "Lake Dr", "Hill Rd", "Park Ave",
+];
 
 /// The world's clock for a seed: a morning in 2024, different per seed.
 pub fn now_for_seed(seed: u64) -> String {
@@ -64,15 +75,27 @@ fn people(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) -> Vec<Gender> {
     let mut genders = Vec::with_capacity(PEOPLE);
     // Families of three share a surname: a parent and two children.
     for i in 0..PEOPLE {
-        let gender = if rng.random_bool(0.5) { Gender::Woman } else { Gender::Man };
+        let gender = if rng.random_bool(0.5) {
+            Gender::Woman
+        } else {
+            Gender::Man
+        };
         let first = match gender {
             Gender::Woman => women.pop().or_else(|| men.pop()),
             Gender::Man => men.pop().or_else(|| women.pop()),
         }
         .expect("enough first names for the population");
-        let gender = if WOMEN.contains(&first) { Gender::Woman } else { Gender::Man };
+        let gender = if WOMEN.contains(&first) {
+            Gender::Woman
+        } else {
+            Gender::Man
+        };
         let last = surnames[i / 3];
-        let age_years = if i % 3 == 0 { rng.random_range(50..70) } else { rng.random_range(20..40) };
+        let age_years = if i % 3 == 0 {
+            rng.random_range(50..70)
+        } else {
+            rng.random_range(20..40)
+        };
         let birthday = time::shift_date(now, -(age_years * 365 + rng.random_range(0..365)));
         let phone_number = loop {
             let candidate = format!("555{:07}", rng.random_range(1_000_000..10_000_000));
@@ -95,9 +118,17 @@ fn people(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) -> Vec<Gender> {
 }
 
 fn relate(db: &mut Db, a: Id, b: Id, kind: &str) {
-    let exists = db.relationships.iter().any(|r| r.person_id == a && r.other_id == b);
+    let exists = db
+        .relationships
+        .iter()
+        .any(|r| r.person_id == a && r.other_id == b);
     if a != b && !exists {
-        db.relationships.insert(Relationship { id: 0, person_id: a, other_id: b, kind: kind.to_owned() });
+        db.relationships.insert(Relationship {
+            id: 0,
+            person_id: a,
+            other_id: b,
+            kind: kind.to_owned(),
+        });
     }
 }
 
@@ -107,14 +138,40 @@ fn relationships(db: &mut Db, rng: &mut ChaCha8Rng, genders: &[Gender]) {
         let parent = family * 3 + 1;
         let children = [parent + 1, parent + 2];
         for child in children {
-            let child_kind = if gender(child) == Gender::Woman { "daughter" } else { "son" };
-            let parent_kind = if gender(parent) == Gender::Woman { "mother" } else { "father" };
+            let child_kind = if gender(child) == Gender::Woman {
+                "daughter"
+            } else {
+                "son"
+            };
+            let parent_kind = if gender(parent) == Gender::Woman {
+                "mother"
+            } else {
+                "father"
+            };
             relate(db, parent, child, child_kind);
             relate(db, child, parent, parent_kind);
         }
         let [a, b] = children;
-        relate(db, a, b, if gender(b) == Gender::Woman { "sister" } else { "brother" });
-        relate(db, b, a, if gender(a) == Gender::Woman { "sister" } else { "brother" });
+        relate(
+            db,
+            a,
+            b,
+            if gender(b) == Gender::Woman {
+                "sister"
+            } else {
+                "brother"
+            },
+        );
+        relate(
+            db,
+            b,
+            a,
+            if gender(a) == Gender::Woman {
+                "sister"
+            } else {
+                "brother"
+            },
+        );
     }
     // Coworkers: teams of four across families.
     let mut ids: Vec<Id> = (1..=PEOPLE as Id).collect();
@@ -128,9 +185,20 @@ fn relationships(db: &mut Db, rng: &mut ChaCha8Rng, genders: &[Gender]) {
     }
     // Friends: everyone gets at least three, symmetric.
     for a in 1..=PEOPLE as Id {
-        while db.relationships.iter().filter(|r| r.person_id == a && r.kind == "friend").count() < 3 {
+        while db
+            .relationships
+            .iter()
+            .filter(|r| r.person_id == a && r.kind == "friend")
+            .count()
+            < 3
+        {
             let b = rng.random_range(1..=PEOPLE as Id);
-            if !db.relationships.iter().any(|r| r.person_id == a && r.other_id == b) && a != b {
+            if !db
+                .relationships
+                .iter()
+                .any(|r| r.person_id == a && r.other_id == b)
+                && a != b
+            {
                 relate(db, a, b, "friend");
                 relate(db, b, a, "friend");
             }
@@ -142,16 +210,26 @@ fn accounts(db: &mut Db, rng: &mut ChaCha8Rng) {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     for person in 1..=PEOPLE as Id {
         for app in ACCOUNT_APPS {
-            let password: String =
-                (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-            db.accounts.insert(Account { id: 0, person_id: person, app: (*app).to_owned(), password });
+            let password: String = (0..10)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
+            db.accounts.insert(Account {
+                id: 0,
+                person_id: person,
+                app: (*app).to_owned(),
+                password,
+            });
         }
         let city = db.person(person).city.clone();
         db.addresses.insert(Address {
             id: 0,
             owner_id: person,
             name: "home".into(),
-            street: format!("{} {}", rng.random_range(1..400), STREETS[rng.random_range(0..STREETS.len())]),
+            street: format!(
+                "{} {}",
+                rng.random_range(1..400),
+                STREETS[rng.random_range(0..STREETS.len())]
+            ),
             city: city.clone(),
             zip_code: format!("{:05}", rng.random_range(10_000..99_999)),
         });
@@ -160,7 +238,11 @@ fn accounts(db: &mut Db, rng: &mut ChaCha8Rng) {
                 id: 0,
                 owner_id: person,
                 name: "work".into(),
-                street: format!("{} {}", rng.random_range(1..400), STREETS[rng.random_range(0..STREETS.len())]),
+                street: format!(
+                    "{} {}",
+                    rng.random_range(1..400),
+                    STREETS[rng.random_range(0..STREETS.len())]
+                ),
                 city,
                 zip_code: format!("{:05}", rng.random_range(10_000..99_999)),
             });
@@ -171,7 +253,11 @@ fn accounts(db: &mut Db, rng: &mut ChaCha8Rng) {
                 owner_id: person,
                 card_name: (*card_name).to_owned(),
                 last_four: format!("{:04}", rng.random_range(0..10_000)),
-                expiry: format!("{:02}/{}", rng.random_range(1..=12), rng.random_range(2026..2030)),
+                expiry: format!(
+                    "{:02}/{}",
+                    rng.random_range(1..=12),
+                    rng.random_range(2026..2030)
+                ),
             });
         }
     }
@@ -192,12 +278,26 @@ mod tests {
         let emails: std::collections::BTreeSet<_> = a.people.iter().map(|p| &p.email).collect();
         assert_eq!(emails.len(), PEOPLE, "emails are unique");
         for p in a.people.iter() {
-            let kinds: Vec<&str> =
-                a.relationships.iter().filter(|r| r.person_id == p.id).map(|r| r.kind.as_str()).collect();
+            let kinds: Vec<&str> = a
+                .relationships
+                .iter()
+                .filter(|r| r.person_id == p.id)
+                .map(|r| r.kind.as_str())
+                .collect();
             assert!(kinds.iter().filter(|k| **k == "friend").count() >= 3);
             assert!(kinds.contains(&"coworker"));
-            assert!(kinds.iter().any(|k| ["mother", "father", "son", "daughter"].contains(k)));
-            assert_eq!(a.accounts.iter().filter(|acc| acc.person_id == p.id).count(), ACCOUNT_APPS.len());
+            assert!(
+                kinds
+                    .iter()
+                    .any(|k| ["mother", "father", "son", "daughter"].contains(k))
+            );
+            assert_eq!(
+                a.accounts
+                    .iter()
+                    .filter(|acc| acc.person_id == p.id)
+                    .count(),
+                ACCOUNT_APPS.len()
+            );
         }
     }
 }

@@ -84,18 +84,33 @@ impl Sandbox {
             .stack_size(8 << 20)
             .spawn(move || serve_cells(rx, limits))
             .expect("spawning a sandbox thread");
-        Self { jobs: Some(jobs), thread: Some(thread) }
+        Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
     }
 
     /// Runs one cell against `world` and returns the cell's output with the world.
     pub fn execute(&self, code: &str, world: World) -> (String, World) {
         let (reply, answer) = mpsc::channel();
-        let job = Job { code: code.to_owned(), world, reply };
-        let jobs = self.jobs.as_ref().expect("sandbox is running until dropped");
+        let job = Job {
+            code: code.to_owned(),
+            world,
+            reply,
+        };
+        let jobs = self
+            .jobs
+            .as_ref()
+            .expect("sandbox is running until dropped");
         if let Err(mpsc::SendError(job)) = jobs.send(job) {
-            return (format!("{FAILED}\nInternalError: the sandbox stopped"), job.world);
+            return (
+                format!("{FAILED}\nInternalError: the sandbox stopped"),
+                job.world,
+            );
         }
-        answer.recv().expect("the sandbox thread replies to every job")
+        answer
+            .recv()
+            .expect("the sandbox thread replies to every job")
     }
 }
 
@@ -135,7 +150,12 @@ struct CellContext {
 
 impl CellContext {
     fn new(world: World, limits: Limits) -> Self {
-        Self { world: RefCell::new(world), printed: RefCell::new(String::new()), api_calls: Cell::new(0), limits }
+        Self {
+            world: RefCell::new(world),
+            printed: RefCell::new(String::new()),
+            api_calls: Cell::new(0),
+            limits,
+        }
     }
 
     fn of<'a>(eval: &Evaluator<'_, 'a, '_>) -> &'a CellContext {
@@ -154,7 +174,8 @@ static DIALECT: LazyLock<Dialect> = LazyLock::new(|| {
 
 static GLOBALS: LazyLock<Globals> = LazyLock::new(|| {
     use LibraryExtension::*;
-    let mut builder = GlobalsBuilder::extended_by(&[StructType, Map, Filter, Partial, Json, SetType, Typing]);
+    let mut builder =
+        GlobalsBuilder::extended_by(&[StructType, Map, Filter, Partial, Json, SetType, Typing]);
     python_builtins(&mut builder);
     builder.set("apis", Apis);
     builder.build()
@@ -180,10 +201,18 @@ fn run_cell(module: &Module<'_>, cell: &CellContext, code: String) -> String {
     match result {
         Ok(_) => {
             let printed = cell.printed.take();
-            if printed.is_empty() { SUCCESSFUL.to_owned() } else { printed.trim_end_matches('\n').to_owned() }
+            if printed.is_empty() {
+                SUCCESSFUL.to_owned()
+            } else {
+                printed.trim_end_matches('\n').to_owned()
+            }
         }
         Err(e) => {
-            let kind = if Instant::now() > deadline { "TimeoutError" } else { "Exception" };
+            let kind = if Instant::now() > deadline {
+                "TimeoutError"
+            } else {
+                "Exception"
+            };
             traceback(&code, &e, kind)
         }
     }
@@ -202,6 +231,14 @@ fn traceback(code: &str, error: &starlark::Error, kind: &str) -> String {
     let message = error.without_diagnostic().to_string();
     let message = message.trim();
     let message = message.strip_prefix("error: ").unwrap_or(message);
+    let hint = if message.contains("type `apis` has no attribute") {
+        format!(" (the apps are: {})", registry().app_names().join(", "))
+    } else if message.contains("type `app` has no attribute") {
+        " (list an app's APIs with apis.api_docs.show_api_descriptions(app_name=...))".to_owned()
+    } else {
+        String::new()
+    };
+    let message = format!("{message}{hint}");
     if message.starts_with("Response status code") {
         out.push_str(&format!("\nException: {message}"));
     } else {
@@ -228,11 +265,17 @@ impl<'v> StarlarkValue<'v> for Apis {
     fn get_attr(&self, attribute: &str, heap: Heap<'v>) -> Option<Value<'v>> {
         let apps = registry().app_names();
         let app = apps.into_iter().find(|a| *a == attribute)?;
-        Some(heap.alloc(App { app: app.to_owned() }))
+        Some(heap.alloc(App {
+            app: app.to_owned(),
+        }))
     }
 
     fn dir_attr(&self) -> Vec<String> {
-        registry().app_names().into_iter().map(str::to_owned).collect()
+        registry()
+            .app_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -253,11 +296,17 @@ impl fmt::Display for App {
 impl<'v> StarlarkValue<'v> for App {
     fn get_attr(&self, attribute: &str, heap: Heap<'v>) -> Option<Value<'v>> {
         let spec = registry().api(&self.app, attribute).ok()?;
-        Some(heap.alloc(Api { app: spec.app.to_owned(), api: spec.name.to_owned() }))
+        Some(heap.alloc(Api {
+            app: spec.app.to_owned(),
+            api: spec.name.to_owned(),
+        }))
     }
 
     fn dir_attr(&self) -> Vec<String> {
-        registry().app(&self.app).map(|apis| apis.keys().map(|k| k.to_string()).collect()).unwrap_or_default()
+        registry()
+            .app(&self.app)
+            .map(|apis| apis.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -303,12 +352,18 @@ impl<'v> StarlarkValue<'v> for Api {
             let json = to_json(value, &format!("argument '{name}'"))?;
             named.push((name, json));
         }
-        let result = cell.world.borrow_mut().call(&self.app, &self.api, positional, named);
+        let result = cell
+            .world
+            .borrow_mut()
+            .call(&self.app, &self.api, positional, named);
         match result {
             Ok(value) => Ok(from_json(&value, heap)),
             Err(e) => {
                 let body = serde_json::json!({"message": e.message});
-                Err(native_error(format!("Response status code is {}:\n{body}", e.status)))
+                Err(native_error(format!(
+                    "Response status code is {}:\n{body}",
+                    e.status
+                )))
             }
         }
     }
@@ -337,7 +392,9 @@ fn from_json<'v>(value: &Json, heap: Heap<'v>) -> Value<'v> {
         },
         Json::String(s) => heap.alloc(s.as_str()),
         Json::Array(items) => heap.alloc(AllocList(items.iter().map(|v| from_json(v, heap)))),
-        Json::Object(map) => heap.alloc(AllocDict(map.iter().map(|(k, v)| (k.as_str(), from_json(v, heap))))),
+        Json::Object(map) => heap.alloc(AllocDict(
+            map.iter().map(|(k, v)| (k.as_str(), from_json(v, heap))),
+        )),
     }
 }
 
@@ -346,12 +403,20 @@ fn from_json<'v>(value: &Json, heap: Heap<'v>) -> Value<'v> {
 #[starlark_module]
 fn python_builtins(builder: &mut GlobalsBuilder) {
     /// Prints its arguments separated by spaces; a single list or dict prints as JSON.
-    fn print<'v>(#[starlark(args)] args: UnpackTuple<Value<'v>>, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
+    fn print<'v>(
+        #[starlark(args)] args: UnpackTuple<Value<'v>>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<NoneType> {
         let text = match args.items.as_slice() {
-            [one] if matches!(one.get_type(), "list" | "dict") => {
-                one.to_json_value().map(|j| j.to_string()).unwrap_or_else(|_| one.to_str())
-            }
-            items => items.iter().map(|v| v.to_str()).collect::<Vec<_>>().join(" "),
+            [one] if matches!(one.get_type(), "list" | "dict") => one
+                .to_json_value()
+                .map(|j| j.to_string())
+                .unwrap_or_else(|_| one.to_str()),
+            items => items
+                .iter()
+                .map(|v| v.to_str())
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         let cell = CellContext::of(eval);
         let mut printed = cell.printed.borrow_mut();
@@ -388,7 +453,10 @@ fn python_builtins(builder: &mut GlobalsBuilder) {
         let number = x
             .unpack_i32()
             .map(f64::from)
-            .or_else(|| x.downcast_ref::<starlark::values::float::StarlarkFloat>().map(|f| f.0))
+            .or_else(|| {
+                x.downcast_ref::<starlark::values::float::StarlarkFloat>()
+                    .map(|f| f.0)
+            })
             .ok_or_else(|| native_error(format!("round() needs a number, got {}", x.get_type())))?;
         Ok(match ndigits {
             NoneOr::None => heap.alloc(number.round() as i64),
@@ -397,5 +465,156 @@ fn python_builtins(builder: &mut GlobalsBuilder) {
                 heap.alloc((number * scale).round() / scale)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::population;
+
+    fn world() -> World {
+        let (db, now) = population::generate(1);
+        World::new(db, now, 1)
+    }
+
+    fn run(sandbox: &Sandbox, world: &mut World, code: &str) -> String {
+        let (out, back) = sandbox.execute(
+            code,
+            std::mem::replace(world, World::new(Default::default(), "", 0)),
+        );
+        *world = back;
+        out
+    }
+
+    #[test]
+    fn namespace_persists_and_print_is_captured() {
+        let sandbox = Sandbox::new(Limits::default());
+        let mut w = world();
+        assert_eq!(run(&sandbox, &mut w, "x = [1, 2]"), SUCCESSFUL);
+        assert_eq!(run(&sandbox, &mut w, "x.append(3)\nprint(x)"), "[1,2,3]");
+        assert_eq!(
+            run(&sandbox, &mut w, "print({'a': True, 'b': None})"),
+            r#"{"a":true,"b":null}"#
+        );
+        assert_eq!(
+            run(
+                &sandbox,
+                &mut w,
+                "print('n', len(x), sum(x), round(2.345, 2))"
+            ),
+            "n 3 6 2.35"
+        );
+        assert_eq!(
+            run(&sandbox, &mut w, "name = 'Ann'\nprint(f'hi {name}')"),
+            "hi Ann"
+        );
+        assert_eq!(
+            run(&sandbox, &mut w, "x = 5\nprint(x)"),
+            "5",
+            "globals can be rebound"
+        );
+    }
+
+    #[test]
+    fn apis_reach_the_world() {
+        let sandbox = Sandbox::new(Limits::default());
+        let mut w = world();
+        let out = run(
+            &sandbox,
+            &mut w,
+            "p = apis.supervisor.show_profile()\nprint(p['email'])",
+        );
+        assert_eq!(out, w.db.person(1).email);
+        let password =
+            w.db.accounts
+                .iter()
+                .find(|a| a.person_id == 1 && a.app == "mail")
+                .unwrap()
+                .password
+                .clone();
+        let code = format!(
+            "t = apis.mail.login(username=p['email'], password='{password}')['access_token']\n\
+             r = apis.mail.send_mail(access_token=t, recipient_emails=['{}'], subject='Hi')\nprint(r['message'])",
+            w.db.person(2).email
+        );
+        assert_eq!(run(&sandbox, &mut w, &code), "Mail sent.");
+        assert!(
+            w.db.mails
+                .iter()
+                .any(|m| m.owner_id == 2 && m.subject == "Hi" && m.folder == "inbox")
+        );
+    }
+
+    #[test]
+    fn failures_are_tracebacks_and_the_episode_goes_on() {
+        let sandbox = Sandbox::new(Limits::default());
+        let mut w = world();
+        let out = run(&sandbox, &mut w, "x = 1\ny = (");
+        assert!(
+            out.starts_with(FAILED) && out.contains("SyntaxError"),
+            "{out}"
+        );
+        let out = run(&sandbox, &mut w, "print(undefined_name)");
+        assert!(
+            out.starts_with(FAILED) && out.contains("undefined_name"),
+            "{out}"
+        );
+        let out = run(
+            &sandbox,
+            &mut w,
+            "apis.mail.show_inbox(access_token='nope')",
+        );
+        assert!(out.contains("Response status code is 401"), "{out}");
+        assert!(out.contains("line 1"), "{out}");
+        let out = run(&sandbox, &mut w, "apis.nosuchapp.f()");
+        assert!(
+            out.starts_with(FAILED) && out.contains("nosuchapp"),
+            "{out}"
+        );
+        let out = run(&sandbox, &mut w, "apis.mail.nosuchapi()");
+        assert!(
+            out.starts_with(FAILED) && out.contains("nosuchapi"),
+            "{out}"
+        );
+        let out = run(
+            &sandbox,
+            &mut w,
+            "apis.api_docs.show_api_doc(app_name=3, api_name='x')",
+        );
+        assert!(out.contains("422") && out.contains("app_name"), "{out}");
+        let out = run(&sandbox, &mut w, "v = [1 // 0 for i in range(3)]");
+        assert!(
+            out.starts_with(FAILED) && out.to_lowercase().contains("zero"),
+            "{out}"
+        );
+        assert_eq!(run(&sandbox, &mut w, "print('still alive')"), "still alive");
+    }
+
+    #[test]
+    fn limits_stop_runaway_cells() {
+        let limits = Limits {
+            max_time: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let sandbox = Sandbox::new(limits);
+        let mut w = world();
+        let out = run(&sandbox, &mut w, "for i in range(100000000):\n    pass");
+        assert!(out.starts_with(FAILED), "{out}");
+        let out = run(
+            &sandbox,
+            &mut w,
+            "for i in range(100000):\n    print('x' * 50)",
+        );
+        assert!(out.contains("output limit exceeded"), "{out}");
+        let out = run(
+            &sandbox,
+            &mut w,
+            "for i in range(1000):\n    apis.supervisor.show_profile()",
+        );
+        assert!(out.contains("API call limit exceeded"), "{out}");
+        let out = run(&sandbox, &mut w, "def f(n):\n    return f(n + 1)\nf(0)");
+        assert!(out.starts_with(FAILED), "{out}");
+        assert_eq!(run(&sandbox, &mut w, "print(1 + 1)"), "2");
     }
 }

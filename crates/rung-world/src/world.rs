@@ -49,21 +49,36 @@ impl World {
     }
 
     /// Calls `app.api` with positional and keyword arguments, as agent code does.
-    pub fn call(&mut self, app: &str, api: &str, positional: Vec<Value>, named: Vec<(String, Value)>) -> ApiResult {
+    pub fn call(
+        &mut self,
+        app: &str,
+        api: &str,
+        positional: Vec<Value>,
+        named: Vec<(String, Value)>,
+    ) -> ApiResult {
         let spec = apps::registry().api(app, api)?;
         let args = spec.bind(positional, named)?;
         let user = match spec.access {
             apps::Access::Open => None,
             apps::Access::Token => Some(self.authenticate(spec.app, args.str("access_token"))?),
         };
-        (spec.handler)(&mut apps::Call { world: self, args, user, app: spec.app })
+        (spec.handler)(&mut apps::Call {
+            world: self,
+            args,
+            user,
+            app: spec.app,
+        })
     }
 
     /// Issues a token for `person` in `app`.
     pub(crate) fn issue_token(&mut self, app: &'static str, person: Id) -> String {
         self.tokens_issued += 1;
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in app.bytes().chain(person.to_le_bytes()).chain(self.tokens_issued.to_le_bytes()) {
+        for byte in app
+            .bytes()
+            .chain(person.to_le_bytes())
+            .chain(self.tokens_issued.to_le_bytes())
+        {
             h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
         }
         let token = format!("{:012x}", h >> 16);

@@ -78,7 +78,9 @@ impl CounterWorld {
         f: impl FnOnce(&mut Episode) -> T,
     ) -> Result<T, EnvError> {
         let mut episodes = self.episodes.lock().expect("lock");
-        let episode = episodes.get_mut(task).ok_or_else(|| EnvError::NoEpisode(task.clone()))?;
+        let episode = episodes
+            .get_mut(task)
+            .ok_or_else(|| EnvError::NoEpisode(task.clone()))?;
         Ok(f(episode))
     }
 }
@@ -86,7 +88,10 @@ impl CounterWorld {
 impl Environment for CounterWorld {
     fn initialize(&self, task: &TaskId, options: &EpisodeOptions) -> Result<TaskInfo, EnvError> {
         self.check_known(task)?;
-        self.episodes.lock().expect("lock").insert(task.clone(), Episode::default());
+        self.episodes
+            .lock()
+            .expect("lock")
+            .insert(task.clone(), Episode::default());
         *self.last_options.lock().expect("lock") = Some(options.clone());
         Ok(task_info(task))
     }
@@ -122,7 +127,10 @@ impl Environment for CounterWorld {
         let mut failures = Vec::new();
         let mut check = |ok: bool, requirement: &str, trace: &str, label: &str| {
             if ok {
-                passes.push(TestPass { requirement: requirement.into(), label: label.into() });
+                passes.push(TestPass {
+                    requirement: requirement.into(),
+                    label: label.into(),
+                });
             } else {
                 failures.push(TestFailure {
                     requirement: requirement.into(),
@@ -131,15 +139,33 @@ impl Environment for CounterWorld {
                 });
             }
         };
-        check(episode.cells >= 1, "a cell ran", "no cell ran", "no_op_fail");
-        check(episode.completed, "the task was completed", "complete_task was not called", "no_op_fail");
+        check(
+            episode.cells >= 1,
+            "a cell ran",
+            "no cell ran",
+            "no_op_fail",
+        );
+        check(
+            episode.completed,
+            "the task was completed",
+            "complete_task was not called",
+            "no_op_fail",
+        );
         check(true, "nothing was deleted", "", "no_op_pass");
-        Ok(Evaluation { success: failures.is_empty(), difficulty: 2, num_tests: 3, passes, failures })
+        Ok(Evaluation {
+            success: failures.is_empty(),
+            difficulty: 2,
+            num_tests: 3,
+            passes,
+            failures,
+        })
     }
 
     fn close(&self, task: &TaskId) -> Result<(), EnvError> {
         let removed = self.episodes.lock().expect("lock").remove(task);
-        removed.map(drop).ok_or_else(|| EnvError::NoEpisode(task.clone()))
+        removed
+            .map(drop)
+            .ok_or_else(|| EnvError::NoEpisode(task.clone()))
     }
 
     fn task_info(&self, task: &TaskId) -> Result<TaskInfo, EnvError> {
@@ -176,15 +202,23 @@ impl AdHoc {
                 let _ = request.as_reader().read_to_string(&mut body);
                 let method = request.method().to_string();
                 let path = request.url().to_owned();
-                recorded.lock().expect("lock").push(format!("{method} {path} {body}").trim_end().to_owned());
+                recorded
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{method} {path} {body}").trim_end().to_owned());
                 let handler = Arc::clone(&handler);
                 thread::spawn(move || {
                     let (status, body) = handler(&method, &path);
-                    let _ = request.respond(tiny_http::Response::from_string(body).with_status_code(status));
+                    let _ = request
+                        .respond(tiny_http::Response::from_string(body).with_status_code(status));
                 });
             }
         });
-        Self { url: format!("http://127.0.0.1:{port}"), hits, server }
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            hits,
+            server,
+        }
     }
 
     pub fn hits(&self) -> Vec<String> {
@@ -198,8 +232,6 @@ impl Drop for AdHoc {
     }
 }
 
-use std::io::Read as _;
-
 /// A folder under the system's temporary folder, removed on drop.
 pub struct TempDir(PathBuf);
 
@@ -207,7 +239,8 @@ impl TempDir {
     pub fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("rung-env-test-{}-{name}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("rung-env-test-{}-{name}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self(path)

@@ -5,23 +5,56 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiSpec, Call, Constraint, ParamType, account_apis, check_owner, matches, opt, page_params, paginate, req};
+use super::{
+    ApiError, ApiSpec, Call, Constraint, ParamType, account_apis, check_owner, matches, opt,
+    page_params, paginate, req,
+};
 use crate::db::{Db, Id, Mail};
 use crate::time;
 
 const APP: &str = "mail";
 
 const TOPICS: &[(&str, &str)] = &[
-    ("Lunch on Friday?", "Are you free for lunch on Friday at noon?"),
-    ("Photos from the trip", "I uploaded the photos from our trip. Let me know which ones you like."),
-    ("Book recommendation", "You should read The Silent Coast. I think you would love it."),
-    ("Meeting notes", "Here are the notes from today's meeting. Please review the action items."),
-    ("Birthday party", "We are planning a surprise party next Saturday. Can you come?"),
-    ("Quick question", "Do you still have the charger I lent you last month?"),
-    ("Weekend plans", "Want to go hiking this weekend? The weather looks great."),
-    ("Recipe", "Here is the lasagna recipe you asked for. It takes about an hour."),
-    ("Project update", "The report is almost done. I will send the final draft tomorrow."),
-    ("Concert tickets", "I got two tickets for the concert in June. Do you want one?"),
+    (
+        "Lunch on Friday?",
+        "Are you free for lunch on Friday at noon?",
+    ),
+    (
+        "Photos from the trip",
+        "I uploaded the photos from our trip. Let me know which ones you like.",
+    ),
+    (
+        "Book recommendation",
+        "You should read The Silent Coast. I think you would love it.",
+    ),
+    (
+        "Meeting notes",
+        "Here are the notes from today's meeting. Please review the action items.",
+    ),
+    (
+        "Birthday party",
+        "We are planning a surprise party next Saturday. Can you come?",
+    ),
+    (
+        "Quick question",
+        "Do you still have the charger I lent you last month?",
+    ),
+    (
+        "Weekend plans",
+        "Want to go hiking this weekend? The weather looks great.",
+    ),
+    (
+        "Recipe",
+        "Here is the lasagna recipe you asked for. It takes about an hour.",
+    ),
+    (
+        "Project update",
+        "The report is almost done. I will send the final draft tomorrow.",
+    ),
+    (
+        "Concert tickets",
+        "I got two tickets for the concert in June. Do you want one?",
+    ),
 ];
 
 pub(super) fn apis() -> Vec<ApiSpec> {
@@ -144,9 +177,16 @@ pub(super) fn apis() -> Vec<ApiSpec> {
 fn list(call: &mut Call<'_>, folder: &str) -> super::ApiResult {
     let me = call.user();
     let query = call.args.opt_str("query");
-    let other = call.args.opt_str(if folder == "inbox" { "sender_email" } else { "recipient_email" });
+    let other = call.args.opt_str(if folder == "inbox" {
+        "sender_email"
+    } else {
+        "recipient_email"
+    });
     let (unread, starred) = if folder == "inbox" {
-        (call.args.bool("only_unread"), call.args.bool("only_starred"))
+        (
+            call.args.bool("only_unread"),
+            call.args.bool("only_starred"),
+        )
     } else {
         (false, false)
     };
@@ -155,7 +195,10 @@ fn list(call: &mut Call<'_>, folder: &str) -> super::ApiResult {
             && m.folder == folder
             && matches(query, &[&m.subject, &m.body])
             && other.is_none_or(|o| {
-                m.sender.eq_ignore_ascii_case(o.trim()) || m.recipients.iter().any(|r| r.eq_ignore_ascii_case(o.trim()))
+                m.sender.eq_ignore_ascii_case(o.trim())
+                    || m.recipients
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(o.trim()))
             })
             && (!unread || !m.read)
             && (!starred || m.starred)
@@ -175,7 +218,12 @@ fn list(call: &mut Call<'_>, folder: &str) -> super::ApiResult {
 
 fn owned<'a>(call: &'a Call<'_>, param: &str) -> Result<&'a Mail, ApiError> {
     let id = call.args.id(param);
-    let mail = call.world.db.mails.get(id).ok_or_else(|| ApiError::not_found(format!("No mail with id {id}.")))?;
+    let mail = call
+        .world
+        .db
+        .mails
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("No mail with id {id}.")))?;
     check_owner(mail.owner_id, call.user(), "mail", id)?;
     Ok(mail)
 }
@@ -188,19 +236,37 @@ fn owned_mut<'a>(call: &'a mut Call<'_>, param: &str) -> Result<&'a mut Mail, Ap
 
 /// Stores the sender's `sent` copy and one `inbox` copy per recipient; every recipient must be a
 /// known address. Returns the id of the sent copy.
-fn deliver(call: &mut Call<'_>, to: Vec<String>, subject: String, body: String) -> Result<Id, ApiError> {
+fn deliver(
+    call: &mut Call<'_>,
+    to: Vec<String>,
+    subject: String,
+    body: String,
+) -> Result<Id, ApiError> {
     let me = call.user();
     let now = call.world.now.clone();
     let mut recipients = Vec::new();
     for address in &to {
         let person = call.world.db.person_by_email(address).ok_or_else(|| {
-            ApiError::not_found(format!("No mail account with the address '{}'.", address.trim()))
+            ApiError::not_found(format!(
+                "No mail account with the address '{}'.",
+                address.trim()
+            ))
         })?;
         recipients.push((person.id, person.email.clone()));
     }
     let sender = call.world.db.person(me).email.clone();
     let emails: Vec<String> = recipients.iter().map(|(_, e)| e.clone()).collect();
-    Ok(store(&mut call.world.db, me, &sender, &recipients, &emails, &subject, &body, &now, false))
+    Ok(store(
+        &mut call.world.db,
+        me,
+        &sender,
+        &recipients,
+        &emails,
+        &subject,
+        &body,
+        &now,
+        false,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -236,12 +302,22 @@ fn store(
 
 /// Seeds mails between related people over the last two months.
 pub(super) fn populate(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) {
-    let mut pairs: Vec<(Id, Id)> = db.relationships.iter().map(|r| (r.person_id, r.other_id)).collect();
+    let mut pairs: Vec<(Id, Id)> = db
+        .relationships
+        .iter()
+        .map(|r| (r.person_id, r.other_id))
+        .collect();
     pairs.sort_unstable();
     let mut events: Vec<(i64, u32, Id, Id, usize)> = Vec::new();
     for (a, b) in pairs {
         if rng.random_bool(0.45) {
-            events.push((rng.random_range(-60..0), rng.random_range(7..22), a, b, rng.random_range(0..TOPICS.len())));
+            events.push((
+                rng.random_range(-60..0),
+                rng.random_range(7..22),
+                a,
+                b,
+                rng.random_range(0..TOPICS.len()),
+            ));
         }
     }
     events.sort_unstable();
@@ -251,6 +327,16 @@ pub(super) fn populate(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) {
         let recipient = db.person(to).email.clone();
         let at = time::timestamp(now, day, hour, (from * 7 % 60) as u32);
         let read = day < -7 || rng.random_bool(0.3);
-        store(db, from, &sender, &[(to, recipient.clone())], &[recipient], subject, body, &at, read);
+        store(
+            db,
+            from,
+            &sender,
+            &[(to, recipient.clone())],
+            &[recipient],
+            subject,
+            body,
+            &at,
+            read,
+        );
     }
 }

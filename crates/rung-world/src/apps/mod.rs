@@ -41,16 +41,40 @@ pub(crate) fn populate(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) {
 
 /// Name and one-line description of each app, in the order `show_app_descriptions` lists them.
 pub const APPS: &[(&str, &str)] = &[
-    ("mail", "Send, read, reply to, forward, star and delete emails."),
-    ("music", "Search songs and artists, like songs, follow artists and manage playlists."),
-    ("pay", "Send and request money, see your balance and transactions with other people."),
+    (
+        "mail",
+        "Send, read, reply to, forward, star and delete emails.",
+    ),
+    (
+        "music",
+        "Search songs and artists, like songs, follow artists and manage playlists.",
+    ),
+    (
+        "pay",
+        "Send and request money, see your balance and transactions with other people.",
+    ),
     ("notes", "Write, search, tag, pin and delete notes."),
-    ("todo", "Manage to-do projects and tasks with due dates and priorities."),
-    ("phone", "Your contacts (with relationships) and text messages."),
-    ("files", "Your files and directories: read, create, update, move, copy and delete."),
-    ("shop", "Search products, manage your cart, place and cancel orders, write reviews."),
+    (
+        "todo",
+        "Manage to-do projects and tasks with due dates and priorities.",
+    ),
+    (
+        "phone",
+        "Your contacts (with relationships) and text messages.",
+    ),
+    (
+        "files",
+        "Your files and directories: read, create, update, move, copy and delete.",
+    ),
+    (
+        "shop",
+        "Search products, manage your cart, place and cancel orders, write reviews.",
+    ),
     ("api_docs", "Look up the documentation of every app's APIs."),
-    ("supervisor", "Your supervisor's profile, addresses, cards and account passwords; complete tasks."),
+    (
+        "supervisor",
+        "Your supervisor's profile, addresses, cards and account passwords; complete tasks.",
+    ),
 ];
 
 /// All APIs by app, then by name.
@@ -104,7 +128,10 @@ impl Registry {
     /// The APIs of one app, or a 404 naming the apps.
     pub fn app(&self, app: &str) -> Result<&BTreeMap<&'static str, ApiSpec>, ApiError> {
         self.apps.get(app).ok_or_else(|| {
-            ApiError::not_found(format!("No app named '{app}'. The apps are: {}.", self.app_names().join(", ")))
+            ApiError::not_found(format!(
+                "No app named '{app}'. The apps are: {}.",
+                self.app_names().join(", ")
+            ))
         })
     }
 
@@ -115,7 +142,10 @@ impl Registry {
 
     /// App names in `APPS` order.
     pub fn app_names(&self) -> Vec<&'static str> {
-        APPS.iter().map(|(name, _)| *name).filter(|name| self.apps.contains_key(name)).collect()
+        APPS.iter()
+            .map(|(name, _)| *name)
+            .filter(|name| self.apps.contains_key(name))
+            .collect()
     }
 
     /// Every API, app by app.
@@ -129,8 +159,10 @@ impl Registry {
             .apps
             .iter()
             .map(|(app, apis)| {
-                let apis: serde_json::Map<String, serde_json::Value> =
-                    apis.iter().map(|(name, spec)| (name.to_string(), spec.doc_json())).collect();
+                let apis: serde_json::Map<String, serde_json::Value> = apis
+                    .iter()
+                    .map(|(name, spec)| (name.to_string(), spec.doc_json()))
+                    .collect();
                 (app.to_string(), apis.into())
             })
             .collect();
@@ -168,14 +200,18 @@ fn login(call: &mut Call<'_>) -> ApiResult {
     let db = &call.world.db;
     let person: Option<Id> = db.person_by_username(username).map(|p| p.id);
     let valid = person.is_some_and(|id| {
-        db.accounts.iter().any(|a| a.person_id == id && a.app == app && a.password == password)
+        db.accounts
+            .iter()
+            .any(|a| a.person_id == id && a.app == app && a.password == password)
     });
     match person {
         Some(id) if valid => {
             let token = call.world.issue_token(app, id);
             Ok(json!({"access_token": token, "token_type": "Bearer"}))
         }
-        _ => Err(ApiError::unauthorized("Invalid credentials: wrong username or password.")),
+        _ => Err(ApiError::unauthorized(
+            "Invalid credentials: wrong username or password.",
+        )),
     }
 }
 

@@ -19,19 +19,31 @@ pub struct ApiError {
 impl ApiError {
     /// 401: missing, invalid or expired token, or wrong credentials.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self { status: 401, message: message.into() }
+        Self {
+            status: 401,
+            message: message.into(),
+        }
     }
     /// 404: the addressed record does not exist (or belongs to someone else).
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { status: 404, message: message.into() }
+        Self {
+            status: 404,
+            message: message.into(),
+        }
     }
     /// 409: the request conflicts with the current state.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self { status: 409, message: message.into() }
+        Self {
+            status: 409,
+            message: message.into(),
+        }
     }
     /// 422: the arguments are invalid.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self { status: 422, message: message.into() }
+        Self {
+            status: 422,
+            message: message.into(),
+        }
     }
 }
 
@@ -53,6 +65,8 @@ pub enum ParamType {
     StrList,
     /// A list of whole numbers.
     IntList,
+    /// Text, a number or a boolean (answers).
+    Scalar,
 }
 
 impl ParamType {
@@ -64,6 +78,7 @@ impl ParamType {
             ParamType::Bool => "boolean",
             ParamType::StrList => "list[string]",
             ParamType::IntList => "list[integer]",
+            ParamType::Scalar => "string | number | boolean",
         }
     }
 
@@ -73,8 +88,13 @@ impl ParamType {
             ParamType::Int => value.is_i64() || value.is_u64(),
             ParamType::Float => value.is_number(),
             ParamType::Bool => value.is_boolean(),
-            ParamType::StrList => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            ParamType::IntList => value.as_array().is_some_and(|a| a.iter().all(|v| v.is_i64())),
+            ParamType::StrList => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(Value::is_string)),
+            ParamType::IntList => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(|v| v.is_i64())),
+            ParamType::Scalar => value.is_string() || value.is_number() || value.is_boolean(),
         }
     }
 }
@@ -140,12 +160,26 @@ pub struct Param {
 
 /// A required parameter.
 pub fn req(name: &'static str, ty: ParamType, description: &'static str) -> Param {
-    Param { name, ty, required: true, default: Value::Null, description, constraints: vec![] }
+    Param {
+        name,
+        ty,
+        required: true,
+        default: Value::Null,
+        description,
+        constraints: vec![],
+    }
 }
 
 /// An optional parameter with a default (`Value::Null` for "not given").
 pub fn opt(name: &'static str, ty: ParamType, default: Value, description: &'static str) -> Param {
-    Param { name, ty, required: false, default, description, constraints: vec![] }
+    Param {
+        name,
+        ty,
+        required: false,
+        default,
+        description,
+        constraints: vec![],
+    }
 }
 
 impl Param {
@@ -159,7 +193,13 @@ impl Param {
 /// The pagination parameters every list API shares: `page_index` from 0, `page_limit` 1–20.
 pub fn page_params() -> [Param; 2] {
     [
-        opt("page_index", ParamType::Int, json!(0), "Page to return, from 0.").with(Constraint::Min(0.0)),
+        opt(
+            "page_index",
+            ParamType::Int,
+            json!(0),
+            "Page to return, from 0.",
+        )
+        .with(Constraint::Min(0.0)),
         opt("page_limit", ParamType::Int, json!(5), "Results per page.")
             .with(Constraint::Min(1.0))
             .with(Constraint::Max(20.0)),
@@ -203,7 +243,12 @@ pub struct ApiSpec {
 
 impl ApiSpec {
     /// Starts a declaration.
-    pub fn new(app: &'static str, name: &'static str, method: &'static str, path: &'static str) -> Self {
+    pub fn new(
+        app: &'static str,
+        name: &'static str,
+        method: &'static str,
+        path: &'static str,
+    ) -> Self {
         Self {
             app,
             name,
@@ -251,7 +296,11 @@ impl ApiSpec {
     pub fn all_params(&self) -> Vec<Param> {
         let mut all = Vec::with_capacity(self.params.len() + 1);
         if self.access == Access::Token {
-            all.push(req("access_token", ParamType::Str, "Access token from this app's login API."));
+            all.push(req(
+                "access_token",
+                ParamType::Str,
+                "Access token from this app's login API.",
+            ));
         }
         all.extend(self.params.iter().cloned());
         all
@@ -287,7 +336,11 @@ impl ApiSpec {
 
     /// Binds call arguments to parameters: positional in declaration order, then keywords;
     /// checks types and constraints and fills defaults.
-    pub fn bind(&self, positional: Vec<Value>, named: Vec<(String, Value)>) -> Result<Args, ApiError> {
+    pub fn bind(
+        &self,
+        positional: Vec<Value>,
+        named: Vec<(String, Value)>,
+    ) -> Result<Args, ApiError> {
         let params = self.all_params();
         if positional.len() > params.len() {
             return Err(ApiError::invalid(format!(
@@ -322,7 +375,10 @@ impl ApiSpec {
                 Some(Value::Null) if !param.required => param.default.clone(),
                 Some(value) => value,
                 None if param.required => {
-                    return Err(ApiError::invalid(format!("missing required argument '{}'", param.name)));
+                    return Err(ApiError::invalid(format!(
+                        "missing required argument '{}'",
+                        param.name
+                    )));
                 }
                 None => param.default.clone(),
             };
@@ -368,11 +424,15 @@ pub struct Args(Map<String, Value>);
 
 impl Args {
     fn get(&self, name: &str) -> &Value {
-        self.0.get(name).unwrap_or_else(|| panic!("API handler read undeclared parameter '{name}'"))
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("API handler read undeclared parameter '{name}'"))
     }
     /// A text argument (required or with a default).
     pub fn str(&self, name: &str) -> &str {
-        self.get(name).as_str().unwrap_or_else(|| panic!("parameter '{name}' is not a string"))
+        self.get(name)
+            .as_str()
+            .unwrap_or_else(|| panic!("parameter '{name}' is not a string"))
     }
     /// An optional text argument.
     pub fn opt_str(&self, name: &str) -> Option<&str> {
@@ -380,7 +440,9 @@ impl Args {
     }
     /// A whole-number argument.
     pub fn int(&self, name: &str) -> i64 {
-        self.get(name).as_i64().unwrap_or_else(|| panic!("parameter '{name}' is not an integer"))
+        self.get(name)
+            .as_i64()
+            .unwrap_or_else(|| panic!("parameter '{name}' is not an integer"))
     }
     /// An optional whole-number argument.
     pub fn opt_int(&self, name: &str) -> Option<i64> {
@@ -392,7 +454,9 @@ impl Args {
     }
     /// A number argument.
     pub fn num(&self, name: &str) -> f64 {
-        self.get(name).as_f64().unwrap_or_else(|| panic!("parameter '{name}' is not a number"))
+        self.get(name)
+            .as_f64()
+            .unwrap_or_else(|| panic!("parameter '{name}' is not a number"))
     }
     /// An optional number argument.
     pub fn opt_num(&self, name: &str) -> Option<f64> {
@@ -400,11 +464,17 @@ impl Args {
     }
     /// A boolean argument.
     pub fn bool(&self, name: &str) -> bool {
-        self.get(name).as_bool().unwrap_or_else(|| panic!("parameter '{name}' is not a boolean"))
+        self.get(name)
+            .as_bool()
+            .unwrap_or_else(|| panic!("parameter '{name}' is not a boolean"))
     }
     /// An optional boolean argument.
     pub fn opt_bool(&self, name: &str) -> Option<bool> {
         self.get(name).as_bool()
+    }
+    /// A scalar argument, `None` when null.
+    pub fn scalar(&self, name: &str) -> Option<Value> {
+        Some(self.get(name).clone()).filter(|v| !v.is_null())
     }
     /// A list-of-texts argument.
     pub fn str_list(&self, name: &str) -> Vec<String> {
@@ -412,9 +482,11 @@ impl Args {
     }
     /// An optional list-of-texts argument.
     pub fn opt_str_list(&self, name: &str) -> Option<Vec<String>> {
-        self.get(name)
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        self.get(name).as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
     }
     /// `page_index` and `page_limit` as a slice range.
     pub fn page(&self) -> (usize, usize) {
@@ -439,7 +511,8 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// The authenticated person; token-protected handlers only.
     pub fn user(&self) -> Id {
-        self.user.expect("token-protected API called without an authenticated user")
+        self.user
+            .expect("token-protected API called without an authenticated user")
     }
 }
 

@@ -21,7 +21,7 @@ pub(super) fn apis() -> Vec<ApiSpec> {
             .doc("Mark the active task as done. Pass the answer if the task asks a question; status 'fail' if you cannot do it.")
             .open()
             .params([
-                opt("answer", ParamType::Str, Value::Null, "Answer to the task's question, if any (text or number)."),
+                opt("answer", ParamType::Scalar, Value::Null, "Answer to the task's question, if any (text or number)."),
                 opt("status", ParamType::Str, json!("success"), "'success' or 'fail'.")
                     .with(super::Constraint::OneOf(&["success", "fail"])),
             ])
@@ -30,7 +30,7 @@ pub(super) fn apis() -> Vec<ApiSpec> {
                 if call.world.completion.is_some() {
                     return Err(ApiError::conflict("The task is already completed."));
                 }
-                let answer = call.args.opt_str("answer").map(|a| Value::String(a.to_owned()));
+                let answer = call.args.scalar("answer");
                 let status = call.args.str("status").to_owned();
                 call.world.completion = Some(Completion { answer, status });
                 Ok(json!({"message": "Marked the active task complete."}))
