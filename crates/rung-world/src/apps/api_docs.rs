@@ -62,7 +62,7 @@ pub(super) fn apis() -> Vec<ApiSpec> {
                     })
                     .filter(|(score, _)| *score > 0)
                     .collect();
-                scored.sort_by(|a, b| b.0.cmp(&a.0));
+                scored.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
                 let rows = paginate(scored, call.args.page())
                     .into_iter()
                     .map(|(_, s)| json!({"app_name": s.app, "api_name": s.name, "description": s.description}))

@@ -325,7 +325,7 @@ pub(super) fn populate(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) {
         let (subject, body) = TOPICS[topic];
         let sender = db.person(from).email.clone();
         let recipient = db.person(to).email.clone();
-        let at = time::timestamp(now, day, hour, (from * 7 % 60) as u32);
+        let at = time::timestamp(now, day, hour, from * 7 % 60);
         let read = day < -7 || rng.random_bool(0.3);
         store(
             db,

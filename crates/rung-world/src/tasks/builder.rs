@@ -35,6 +35,12 @@ pub struct Var<T> {
     pub value: T,
 }
 
+/// Song ids and titles held by a gold variable.
+pub type SongsVar = Var<Vec<(Id, String)>>;
+
+/// A product's id, name and price held by a gold variable.
+pub type ProductVar = Var<(Id, String, f64)>;
+
 /// A person found by a sub-task, with the variable that holds their contact dict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersonRef {

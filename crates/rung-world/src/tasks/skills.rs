@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::builder::{Builder, PersonRef, Var, all_pages, lit};
+use super::builder::{Builder, PersonRef, ProductVar, SongsVar, Var, all_pages, lit};
 use crate::apps::cents;
 use crate::db::Id;
 use crate::time;
@@ -481,9 +481,10 @@ impl Builder<'_> {
         Some(overdue)
     }
 
-    /// `todo.count_open`: the number of open tasks (after `removed` were completed earlier).
-    pub fn count_open_todos(&mut self, removed: usize) -> Var<i64> {
-        let count = (self.open_todos().len() - removed) as i64;
+    /// `todo.count_open`: the number of open tasks, after earlier sub-tasks of the same task
+    /// changed it by `delta` (tasks added minus tasks completed).
+    pub fn count_open_todos(&mut self, delta: i64) -> Var<i64> {
+        let count = self.open_todos().len() as i64 + delta;
         let var = self.var("open_count");
         let code = format!(
             "{}{var} = len(todos)\nprint({var})",
@@ -505,7 +506,7 @@ impl Builder<'_> {
     }
 
     /// `music.playlist_songs`: the song ids and titles of one of the supervisor's playlists.
-    pub fn playlist_songs(&mut self) -> Option<(String, Var<Vec<(Id, String)>>)> {
+    pub fn playlist_songs(&mut self) -> Option<(String, SongsVar)> {
         let me = self.me;
         let lists: Vec<_> = self
             .db
@@ -559,7 +560,7 @@ impl Builder<'_> {
     }
 
     /// `music.artist_songs`: the songs of an artist.
-    pub fn artist_songs(&mut self) -> Option<(String, Var<Vec<(Id, String)>>)> {
+    pub fn artist_songs(&mut self) -> Option<(String, SongsVar)> {
         let artists: Vec<_> = self.db.artists.iter().collect();
         let artist = (*self.choose(&artists)?).clone();
         let songs: Vec<(Id, String)> = self
@@ -593,7 +594,7 @@ impl Builder<'_> {
     }
 
     /// `music.like_all`: likes every song of a list not liked yet (at least one).
-    pub fn like_all(&mut self, songs: &Var<Vec<(Id, String)>>) -> Option<()> {
+    pub fn like_all(&mut self, songs: &SongsVar) -> Option<()> {
         let me = self.me;
         let liked = |id: Id| {
             self.db
@@ -618,7 +619,7 @@ impl Builder<'_> {
     }
 
     /// `music.create_playlist`: a new playlist holding the songs of a list variable.
-    pub fn create_playlist(&mut self, title: &str, songs: &Var<Vec<(Id, String)>>) -> Option<()> {
+    pub fn create_playlist(&mut self, title: &str, songs: &SongsVar) -> Option<()> {
         let me = self.me;
         if self
             .db
@@ -781,7 +782,7 @@ impl Builder<'_> {
     }
 
     /// `shop.cheapest`: the cheapest product of a category (unique price).
-    pub fn cheapest_in(&mut self) -> Option<(String, Var<(Id, String, f64)>)> {
+    pub fn cheapest_in(&mut self) -> Option<(String, ProductVar)> {
         let mut categories: Vec<String> = self
             .db
             .products
@@ -824,7 +825,7 @@ impl Builder<'_> {
     }
 
     /// `shop.buy`: orders a product to the home address with the first card.
-    pub fn buy(&mut self, product: &Var<(Id, String, f64)>, quantity: u32) {
+    pub fn buy(&mut self, product: &ProductVar, quantity: u32) {
         let code = format!(
             "apis.shop.add_to_cart(access_token=shop_token, product_id={p}[\"product_id\"], quantity={quantity})\naddress = [a for a in apis.supervisor.show_addresses() if a[\"name\"] == \"home\"][0]\ncard = apis.supervisor.show_payment_cards()[0]\napis.shop.place_order(access_token=shop_token, address_id=address[\"address_id\"], card_id=card[\"card_id\"])",
             p = product.name

@@ -3,8 +3,7 @@
 //! Normal templates make up train, dev and test_normal. Challenge templates combine skills that
 //! no normal template puts together, so test_challenge measures composition beyond training.
 
-use super::builder::{Builder, Var, lit};
-use crate::db::Id;
+use super::builder::{Builder, SongsVar, Var, lit};
 use crate::time;
 
 /// A scenario template.
@@ -29,7 +28,7 @@ fn money(value: f64) -> String {
     format!("${value:.2}")
 }
 
-fn titles(songs: &Var<Vec<(Id, String)>>) -> String {
+fn titles(songs: &SongsVar) -> String {
     format!("[s[\"title\"] for s in {}]", songs.name)
 }
 
@@ -200,7 +199,7 @@ pub fn normal_templates() -> Vec<Template> {
         },
         "overdue_then_count" => |b| {
             let done = b.complete_overdue()?;
-            let count = b.count_open_todos(done);
+            let count = b.count_open_todos(-(done as i64));
             b.answer_with(&count);
             Some(say(b, &[
                 "Complete all my overdue to-do tasks, then tell me how many open tasks remain.".to_owned(),
@@ -349,9 +348,75 @@ pub fn normal_templates() -> Vec<Template> {
                 who.mention
             ))
         },
+        "playlist_share" => |b| {
+            let (title, songs) = b.playlist_songs()?;
+            b.create_note(&title, &format!("\"\\n\".join({})", titles(&songs)), "the song titles, one per line");
+            let who = b.find_relative()?;
+            b.mail(&who, &title, &format!("\"\\n\".join({})", titles(&songs)), "the same titles");
+            Some(say(b, &[
+                format!("Save the song titles of my playlist \"{title}\" in a new note of the same name (one per line) and email that list to {} with the playlist's name as subject.", who.mention),
+                format!("Write my \"{title}\" playlist's song titles into a note titled \"{title}\", one per line, then email the same list to {} (subject \"{title}\").", who.mention),
+            ]))
+        },
+        "pay_back_named" => |b| {
+            let who = b.find_named()?;
+            let (total, days) = b.total_received_from(&who)?;
+            b.pay(&who, &total.name, total.value, "paying you back")?;
+            b.text(&who, &lit("Paid you back!"), "\"Paid you back!\"");
+            Some(say(b, &[
+                format!("Pay {} back everything they sent me on pay in the last {days} days (description \"paying you back\"), then text them \"Paid you back!\"", who.mention),
+                format!("Return to {} the total they paid me through pay over the past {days} days, described as \"paying you back\", and text them \"Paid you back!\"", who.mention),
+            ]))
+        },
+        "note_todos_count" => |b| {
+            let (title, lines) = b.note_lines()?;
+            let date = due(b);
+            b.add_todos_from(&lines, &date);
+            let count = b.count_open_todos(lines.value.len() as i64);
+            b.answer_with(&count);
+            Some(say(b, &[
+                format!("Add every line of my note \"{title}\" as a to-do task due {date}, then tell me how many open to-do tasks I have."),
+                format!("Turn the lines of my \"{title}\" note into to-do tasks due {date} and report my number of open tasks afterwards."),
+            ]))
+        },
+        "artist_fan" => |b| {
+            let (artist, songs) = b.artist_songs()?;
+            b.follow_artist(&artist)?;
+            b.like_all(&songs)?;
+            let new = format!("All {artist}");
+            b.create_playlist(&new, &songs)?;
+            Some(say(b, &[
+                format!("Become a fan of {artist}: follow them, like all their songs and put them all in a new playlist \"{new}\"."),
+                format!("Follow {artist}, like every song of theirs I haven't liked yet, and create a playlist \"{new}\" with all their songs."),
+            ]))
+        },
+        "split_order_and_text" => |b| {
+            let total = b.last_order_total()?;
+            let who = b.find_relative()?;
+            let half = crate::apps::cents(total.value / 2.0);
+            b.request(&who, &format!("round({} / 2, 2)", total.name), half, "split order")?;
+            b.text(&who, &format!("\"I requested \" + str(round({} / 2, 2)) + \" for our order\"", total.name), "\"I requested <half> for our order\"");
+            Some(say(b, &[
+                format!("Request half of my latest shop order's total from {} on pay (description \"split order\") and text them \"I requested <half> for our order\".", who.mention),
+                format!("Split my most recent shop order with {}: ask for half its total on pay (\"split order\"), then text \"I requested <half> for our order\".", who.mention),
+            ]))
+        },
+        "inbox_cleanup" => |b| {
+            let keep = b.find_relative()?;
+            let count = b.count_mails_from(&keep)?;
+            b.star_mails_from(&keep)?;
+            let drop_from = b.find_named()?;
+            if drop_from.id == keep.id { return None; }
+            b.delete_mails_from(&drop_from)?;
+            b.answer_with(&count);
+            Some(say(b, &[
+                format!("Clean up my inbox: star every email from {}, delete every email from {}, and tell me how many emails {} had sent me.", keep.mention, drop_from.mention, keep.mention),
+                format!("Star all of {}'s emails, delete all of {}'s, and report how many emails from {} are in my inbox.", keep.mention, drop_from.mention, keep.mention),
+            ]))
+        },
         "weekly_review" => |b| {
             let done = b.complete_overdue()?;
-            let open = b.count_open_todos(done);
+            let open = b.count_open_todos(-(done as i64));
             let liked = b.count_liked();
             let balance = b.balance()?;
             let content = format!("\"open: \" + str({}) + \"\\nliked: \" + str({}) + \"\\nbalance: \" + str({})", open.name, liked.name, balance.name);
