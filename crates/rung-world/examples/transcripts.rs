@@ -11,7 +11,11 @@ fn main() {
     for task in suite.split(Split::Train) {
         let cells = task.gold_cells();
         let gold = replay(&suite, task, &cells, Limits::default());
-        let steps: Vec<_> = cells.iter().zip(&gold.outputs).map(|(c, o)| serde_json::json!({"code": c, "output": o})).collect();
+        let steps: Vec<_> = cells
+            .iter()
+            .zip(&gold.outputs)
+            .map(|(c, o)| serde_json::json!({"code": c, "output": o}))
+            .collect();
         let line = serde_json::json!({"task_id": task.task_id, "subtasks": task.plan.len(), "instruction": task.instruction, "steps": steps});
         println!("{line}");
     }

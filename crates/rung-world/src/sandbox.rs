@@ -167,7 +167,9 @@ impl CellContext {
 
 static DIALECT: LazyLock<Dialect> = LazyLock::new(|| {
     let mut dialect = Dialect::Extended;
+    // Everything Python-compatible Starlark offers; `load` has no meaning in a sandbox.
     dialect.enable_f_strings = true;
+    dialect.enable_positional_only_arguments = true;
     dialect.enable_load = false;
     dialect
 });

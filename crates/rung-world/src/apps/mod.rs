@@ -215,7 +215,8 @@ fn login(call: &mut Call<'_>) -> ApiResult {
     }
 }
 
-/// 404 unless `owner` is the caller; the message says which kind of record was asked for.
+/// 401 unless `owner` is the caller (AppWorld answers unauthorised for other users' records); the
+/// message says which kind of record was asked for.
 pub fn check_owner(owner: Id, user: Id, what: &str, id: Id) -> Result<(), ApiError> {
     if owner == user {
         Ok(())

@@ -593,6 +593,52 @@ mod tests {
         r.unwrap_err().status
     }
 
+    /// The keys of an object, or of a list's first row.
+    fn keys(v: &Value) -> Vec<String> {
+        let object = if v.is_array() { &v[0] } else { v };
+        object
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every doc parses, and each read API's output has the keys its `returns` example shows.
+    fn check_docs(w: &mut World, token: &str, count: usize, reads: &[(&str, Value)]) {
+        let specs = apis();
+        assert_eq!(specs.len(), count);
+        for s in &specs {
+            assert!(!s.description.is_empty(), "{}", s.name);
+            serde_json::from_str::<Value>(s.returns).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        }
+        for (api, args) in reads {
+            let mut args = args.clone();
+            args["access_token"] = json!(token);
+            let out = call(w, api, args).unwrap();
+            let spec = specs.iter().find(|s| s.name == *api).unwrap();
+            let example: Value = serde_json::from_str(spec.returns).unwrap();
+            assert!(!keys(&out).is_empty(), "{api} returned no row");
+            assert_eq!(keys(&out), keys(&example), "{api}");
+        }
+    }
+
+    #[test]
+    fn docs_match_outputs() {
+        let mut w = world();
+        let t = login(&mut w, 1);
+        let playlist = w.db.playlists.iter().find(|p| p.owner_id == 1).unwrap().id;
+        let reads = [
+            ("search_songs", json!({})),
+            ("show_song", json!({"song_id": 1})),
+            ("search_artists", json!({})),
+            ("show_artist", json!({"artist_id": 1})),
+            ("show_liked_songs", json!({})),
+            ("show_playlists", json!({})),
+            ("show_playlist", json!({"playlist_id": playlist})),
+            ("show_followed_artists", json!({})),
+        ];
+        check_docs(&mut w, &t, 19, &reads);
+    }
+
     #[test]
     fn catalogue_is_seeded_within_bounds() {
         let (db, _) = generate(11);

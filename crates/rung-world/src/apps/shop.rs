@@ -25,104 +25,80 @@ const CATEGORIES: &[&str] = &[
     "clothing",
 ];
 
-/// Products per category (same order as `CATEGORIES`) with a price range in dollars.
-const PRODUCTS: &[(&[&str], u32, u32)] = &[
-    (
-        &[
-            "Wireless Earbuds",
-            "USB-C Charger",
-            "Bluetooth Speaker",
-            "Smart Watch",
-            "Laptop Stand",
-            "Mechanical Keyboard",
-            "HD Webcam",
-            "Power Bank",
-            "Noise-Cancelling Headphones",
-            "Portable SSD",
-        ],
-        15,
-        300,
-    ),
-    (
-        &[
-            "The Silent Coast",
-            "Cooking for Two",
-            "A Short History of Maps",
-            "The Last Orchard",
-            "Learn Python Fast",
-            "Night Trains",
-            "Garden Basics",
-            "The Glass Detective",
-            "Mindful Mornings",
-            "Stars Above Us",
-        ],
-        8,
-        40,
-    ),
-    (
-        &[
-            "Chef's Knife",
-            "Cast Iron Skillet",
-            "French Press",
-            "Electric Kettle",
-            "Cutting Board",
-            "Blender",
-            "Measuring Cups",
-            "Nonstick Pan",
-            "Spice Rack",
-            "Toaster",
-        ],
-        10,
-        150,
-    ),
-    (
-        &[
-            "Yoga Mat",
-            "Running Shoes",
-            "Water Bottle",
-            "Tennis Racket",
-            "Resistance Bands",
-            "Cycling Helmet",
-            "Jump Rope",
-            "Dumbbell Set",
-            "Hiking Backpack",
-            "Soccer Ball",
-        ],
-        8,
-        200,
-    ),
-    (
-        &[
-            "Building Blocks Set",
-            "1000-Piece Puzzle",
-            "Remote Control Car",
-            "Plush Bear",
-            "Board Game Night",
-            "Stunt Kite",
-            "Art Kit",
-            "Toy Train Set",
-            "Magic Cube",
-            "Dollhouse",
-        ],
-        8,
-        120,
-    ),
-    (
-        &[
-            "Rain Jacket",
-            "Wool Sweater",
-            "Denim Jeans",
-            "Cotton T-Shirt",
-            "Winter Gloves",
-            "Baseball Cap",
-            "Running Shorts",
-            "Knit Scarf",
-            "Hoodie",
-            "Leather Belt",
-        ],
-        10,
-        150,
-    ),
+/// Products per category (same order as `CATEGORIES`) with a typical price in dollars.
+const PRODUCTS: [&[(&str, u32)]; 6] = [
+    &[
+        ("Wireless Earbuds", 60),
+        ("USB-C Charger", 20),
+        ("Bluetooth Speaker", 45),
+        ("Smart Watch", 180),
+        ("Laptop Stand", 35),
+        ("Mechanical Keyboard", 90),
+        ("HD Webcam", 50),
+        ("Power Bank", 30),
+        ("Noise-Cancelling Headphones", 220),
+        ("Portable SSD", 110),
+    ],
+    &[
+        ("The Silent Coast", 16),
+        ("Cooking for Two", 25),
+        ("A Short History of Maps", 20),
+        ("The Last Orchard", 15),
+        ("Learn Python Fast", 35),
+        ("Night Trains", 14),
+        ("Garden Basics", 18),
+        ("The Glass Detective", 13),
+        ("Mindful Mornings", 17),
+        ("Stars Above Us", 22),
+    ],
+    &[
+        ("Chef's Knife", 45),
+        ("Cast Iron Skillet", 35),
+        ("French Press", 25),
+        ("Electric Kettle", 40),
+        ("Cutting Board", 20),
+        ("Blender", 80),
+        ("Measuring Cups", 12),
+        ("Nonstick Pan", 30),
+        ("Spice Rack", 28),
+        ("Toaster", 50),
+    ],
+    &[
+        ("Yoga Mat", 25),
+        ("Running Shoes", 95),
+        ("Water Bottle", 15),
+        ("Tennis Racket", 70),
+        ("Resistance Bands", 18),
+        ("Cycling Helmet", 55),
+        ("Jump Rope", 10),
+        ("Dumbbell Set", 85),
+        ("Hiking Backpack", 75),
+        ("Soccer Ball", 22),
+    ],
+    &[
+        ("Building Blocks Set", 40),
+        ("1000-Piece Puzzle", 18),
+        ("Remote Control Car", 45),
+        ("Plush Bear", 15),
+        ("Board Game Night", 30),
+        ("Stunt Kite", 25),
+        ("Art Kit", 20),
+        ("Toy Train Set", 55),
+        ("Magic Cube", 10),
+        ("Dollhouse", 90),
+    ],
+    &[
+        ("Rain Jacket", 70),
+        ("Wool Sweater", 60),
+        ("Denim Jeans", 50),
+        ("Cotton T-Shirt", 15),
+        ("Winter Gloves", 20),
+        ("Baseball Cap", 18),
+        ("Running Shorts", 25),
+        ("Knit Scarf", 22),
+        ("Hoodie", 40),
+        ("Leather Belt", 30),
+    ],
 ];
 
 /// Review texts by rating (index 0 for 1 star).
@@ -478,13 +454,15 @@ fn order(call: &Call<'_>) -> Result<Order, ApiError> {
 
 /// Seeds the catalogue, each person's past orders and some reviews of what they bought.
 pub(super) fn populate(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) {
-    for (category, (names, lo, hi)) in CATEGORIES.iter().zip(PRODUCTS) {
-        for name in *names {
+    for (category, products) in CATEGORIES.iter().zip(PRODUCTS) {
+        for (name, typical) in products {
+            // Within ±25% of the typical price, ending in .99.
+            let dollars = (typical * rng.random_range(75..=125)).div_ceil(100).max(2);
             db.products.insert(Product {
                 id: 0,
                 name: (*name).to_owned(),
                 category: (*category).to_owned(),
-                price: f64::from(rng.random_range(*lo..*hi)) + 0.99,
+                price: cents(f64::from(dollars) - 0.01),
                 rating: f64::from(rng.random_range(25..=50)) / 10.0,
             });
         }
@@ -611,6 +589,51 @@ mod tests {
 
     fn status(r: ApiResult) -> u16 {
         r.unwrap_err().status
+    }
+
+    /// The keys of an object, or of a list's first row.
+    fn keys(v: &Value) -> Vec<String> {
+        let object = if v.is_array() { &v[0] } else { v };
+        object
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every doc parses, and each read API's output has the keys its `returns` example shows.
+    fn check_docs(w: &mut World, token: &str, count: usize, reads: &[(&str, Value)]) {
+        let specs = apis();
+        assert_eq!(specs.len(), count);
+        for s in &specs {
+            assert!(!s.description.is_empty(), "{}", s.name);
+            serde_json::from_str::<Value>(s.returns).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        }
+        for (api, args) in reads {
+            let mut args = args.clone();
+            args["access_token"] = json!(token);
+            let out = call(w, api, args).unwrap();
+            let spec = specs.iter().find(|s| s.name == *api).unwrap();
+            let example: Value = serde_json::from_str(spec.returns).unwrap();
+            assert!(!keys(&out).is_empty(), "{api} returned no row");
+            assert_eq!(keys(&out), keys(&example), "{api}");
+        }
+    }
+
+    #[test]
+    fn docs_match_outputs() {
+        let mut w = world();
+        let t = login(&mut w, 1);
+        let order = w.db.orders.iter().find(|o| o.owner_id == 1).unwrap().id;
+        let reviewed = w.db.reviews.iter().next().unwrap().product_id;
+        let reads = [
+            ("search_products", json!({})),
+            ("show_product", json!({"product_id": 1})),
+            ("show_cart", json!({})),
+            ("show_orders", json!({})),
+            ("show_order", json!({"order_id": order})),
+            ("show_reviews", json!({"product_id": reviewed})),
+        ];
+        check_docs(&mut w, &t, 14, &reads);
     }
 
     fn ids(v: &Value, key: &str) -> Vec<Id> {

@@ -534,5 +534,6 @@ pub fn matches(query: Option<&str>, haystacks: &[&str]) -> bool {
 
 /// Rounds money to cents.
 pub fn cents(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    // `+ 0.0` turns -0.0 (an empty float sum) into 0.0 so it never prints as "-0.0".
+    (x * 100.0).round() / 100.0 + 0.0
 }
