@@ -99,6 +99,8 @@ fn bench_replay(c: &mut Criterion, suite: &Arc<Suite>) {
     group.bench_function("test_normal_warm", |b| {
         b.iter(|| replay_all(&warm, &tasks));
     });
+    // Each cold iteration also replays every gold plan once more for its expectation.
+    group.measurement_time(Duration::from_secs(20));
     group.bench_function("test_normal_cold", |b| {
         b.iter_batched(
             || EmbeddedWorld::with_suite(Arc::clone(suite), Limits::default()),

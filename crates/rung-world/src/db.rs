@@ -5,6 +5,7 @@
 //! return and that evaluation compares.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -13,16 +14,20 @@ use serde_json::Value;
 pub type Id = u32;
 
 /// A table: rows by id, in id order.
+///
+/// Rows sit behind an `Arc` and are copied on first write, so snapshotting a world (one clone per
+/// episode, one per gold sub-task) costs a pointer copy per table, and diffing skips every table
+/// that still shares its rows with the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table<T> {
-    rows: BTreeMap<Id, T>,
+    rows: Arc<BTreeMap<Id, T>>,
     next_id: Id,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Self {
-            rows: BTreeMap::new(),
+            rows: Arc::new(BTreeMap::new()),
             next_id: 1,
         }
     }
@@ -42,7 +47,7 @@ impl<T: Row> Table<T> {
         let id = self.next_id;
         self.next_id += 1;
         row.set_id(id);
-        self.rows.insert(id, row);
+        Arc::make_mut(&mut self.rows).insert(id, row);
         id
     }
 
@@ -53,12 +58,18 @@ impl<T: Row> Table<T> {
 
     /// The row with this id, mutably.
     pub fn get_mut(&mut self, id: Id) -> Option<&mut T> {
-        self.rows.get_mut(&id)
+        if !self.rows.contains_key(&id) {
+            return None;
+        }
+        Arc::make_mut(&mut self.rows).get_mut(&id)
     }
 
     /// Removes a row.
     pub fn remove(&mut self, id: Id) -> Option<T> {
-        self.rows.remove(&id)
+        if !self.rows.contains_key(&id) {
+            return None;
+        }
+        Arc::make_mut(&mut self.rows).remove(&id)
     }
 
     /// Rows in id order.
@@ -68,7 +79,7 @@ impl<T: Row> Table<T> {
 
     /// Rows in id order, mutably.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.rows.values_mut()
+        Arc::make_mut(&mut self.rows).values_mut()
     }
 
     /// Number of rows.
@@ -83,8 +94,11 @@ impl<T: Row> Table<T> {
 
     /// Changes from `before` to `self`, in id order.
     fn diff_from(&self, before: &Self, table: &'static str, out: &mut Vec<Change>) {
+        if Arc::ptr_eq(&self.rows, &before.rows) {
+            return;
+        }
         let json = |row: &T| serde_json::to_value(row).expect("rows serialize to JSON");
-        for (id, old) in &before.rows {
+        for (id, old) in before.rows.iter() {
             match self.rows.get(id) {
                 None => out.push(Change {
                     table,

@@ -133,7 +133,11 @@ fn serve_cells(jobs: Receiver<Job>, limits: Limits) {
     Module::with_temp_heap(|module| {
         for job in jobs {
             let cell = CellContext::new(job.world, limits);
-            let output = run_cell(&module, &cell, job.code);
+            // The world must come back even if the interpreter panics, or the episode is lost.
+            let run = std::panic::AssertUnwindSafe(|| run_cell(&module, &cell, job.code));
+            let output = std::panic::catch_unwind(run).unwrap_or_else(|_| {
+                format!("{FAILED}\nInternalError: the interpreter crashed on this cell")
+            });
             let _ = job.reply.send((output, cell.world.into_inner()));
         }
     });
@@ -569,6 +573,11 @@ mod tests {
         );
         assert!(out.contains("Response status code is 401"), "{out}");
         assert!(out.contains("line 1"), "{out}");
+        let out = run(&sandbox, &mut w, "apis.mail.show_inbox()");
+        assert!(
+            out.contains("Response status code is 401") && out.contains("access token is missing"),
+            "{out}"
+        );
         let out = run(&sandbox, &mut w, "apis.nosuchapp.f()");
         assert!(
             out.starts_with(FAILED) && out.contains("nosuchapp"),

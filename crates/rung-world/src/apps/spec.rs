@@ -374,6 +374,12 @@ impl ApiSpec {
             let value = match given.remove(param.name) {
                 Some(Value::Null) if !param.required => param.default.clone(),
                 Some(value) => value,
+                None if param.name == "access_token" => {
+                    return Err(ApiError::unauthorized(format!(
+                        "Your access token is missing: pass access_token=... from apis.{}.login(username=..., password=...).",
+                        self.app
+                    )));
+                }
                 None if param.required => {
                     return Err(ApiError::invalid(format!(
                         "missing required argument '{}'",

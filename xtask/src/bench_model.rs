@@ -1,0 +1,397 @@
+//! `cargo xtask bench model`: rung-model's training and decoding throughput next to PyTorch's.
+//!
+//! In one invocation it builds and runs rung-model's `bench_model` example (release build, CPU
+//! backend), then `crates/rung-model/benches/pytorch_reference.py` on the same architecture (the
+//! HF `config.json` rung writes for the preset), shapes and thread count, and prints a table with
+//! the ratio rung/PyTorch of each metric. What is measured is documented in both programs:
+//! forward + backward + AdamW tokens/s for a full fine-tune and for LoRA (rank 8 on q, k, v, o,
+//! gate, up, down), and KV-cached greedy decode tokens/s (8 prompts of 64 tokens, 128 new
+//! tokens), for the `base` preset (9,441,408 parameters) at batch 8 × sequence 512.
+//!
+//! Python: `RUNG_PYTHON`, else a `.venv-ref` next to or above the workspace, else `python3`. When
+//! it lacks torch/transformers, rung's figures are printed with instructions to install them.
+
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Options of `cargo xtask bench model`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelBenchArgs {
+    /// Threads for both frameworks (rayon's pool for rung, `torch.set_num_threads` for PyTorch);
+    /// default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Model preset (rung-model's `PRESET_NAMES`).
+    #[arg(long, default_value = "base")]
+    pub preset: String,
+    /// Training batch size.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Training sequence length.
+    #[arg(long, default_value_t = 512)]
+    pub seq: usize,
+    /// Measured training steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Measured decode runs (the best one is reported).
+    #[arg(long, default_value_t = 2)]
+    pub decode_runs: usize,
+    /// LoRA rank (alpha = 2 · rank, every projection adapted).
+    #[arg(long, default_value_t = 8)]
+    pub lora_rank: usize,
+    /// Decode: number of prompts.
+    #[arg(long, default_value_t = 8)]
+    pub decode_batch: usize,
+    /// Decode: tokens per prompt.
+    #[arg(long, default_value_t = 64)]
+    pub prompt_len: usize,
+    /// Decode: new tokens per prompt.
+    #[arg(long, default_value_t = 128)]
+    pub new_tokens: usize,
+    /// Comma-separated subset of train_full, train_lora, decode.
+    #[arg(long, default_value = "train_full,train_lora,decode")]
+    pub only: String,
+    /// Skip the PyTorch reference.
+    #[arg(long)]
+    pub no_reference: bool,
+    /// transformers' attention implementation for the reference (sdpa or eager).
+    #[arg(long, default_value = "sdpa")]
+    pub attn: String,
+    /// Also write both frameworks' raw results to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// Run the benchmark and print the comparison table (see the module documentation).
+pub fn run(root: &Path, args: &ModelBenchArgs) -> Result<()> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let shapes = shape_args(args);
+
+    eprintln!("xtask: building rung-model's bench_model example (release)");
+    let exe = build_example(root)?;
+    eprintln!(
+        "xtask: running rung ({threads} threads): {}",
+        exe.display()
+    );
+    let output = Command::new(&exe)
+        .args(["--preset", &args.preset])
+        .args(&shapes)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    if !output.status.success() {
+        bail!("{} failed ({})", exe.display(), output.status);
+    }
+    let rung = last_json_line(&output.stdout).context("rung's bench printed no JSON")?;
+
+    let reference = if args.no_reference {
+        None
+    } else {
+        run_reference(root, args, threads, &shapes, &rung)?
+    };
+
+    print_table(args, threads, &rung, reference.as_ref());
+    if let Some(path) = &args.json {
+        let all = json!({ "rung": rung, "pytorch": reference });
+        std::fs::write(path, serde_json::to_string_pretty(&all)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("xtask: results written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The shape options both programs take, in their common spelling.
+fn shape_args(args: &ModelBenchArgs) -> Vec<String> {
+    [
+        ("--batch", args.batch),
+        ("--seq", args.seq),
+        ("--steps", args.steps),
+        ("--decode-runs", args.decode_runs),
+        ("--lora-rank", args.lora_rank),
+        ("--decode-batch", args.decode_batch),
+        ("--prompt-len", args.prompt_len),
+        ("--new-tokens", args.new_tokens),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+    .chain(["--only".to_string(), args.only.clone()])
+    .collect()
+}
+
+/// `cargo build --release -p rung-model --example bench_model`, returning the executable's path
+/// (read from cargo's JSON messages, so any target directory works).
+fn build_example(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut child = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "rung-model",
+            "--example",
+            "bench_model",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start cargo")?;
+    let mut exe = None;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"] == "bench_model"
+            && let Some(path) = message["executable"].as_str()
+        {
+            exe = Some(PathBuf::from(path));
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("building the bench_model example failed ({status})");
+    }
+    exe.context("cargo built bench_model but reported no executable")
+}
+
+fn last_json_line(stdout: &[u8]) -> Option<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        .filter(Value::is_object)
+}
+
+/// The Python interpreter for the reference: `RUNG_PYTHON`, a `.venv-ref` in or above the
+/// workspace, else `python3`.
+fn python(root: &Path) -> PathBuf {
+    if let Some(python) = std::env::var_os("RUNG_PYTHON") {
+        return PathBuf::from(python);
+    }
+    root.ancestors()
+        .take(2)
+        .map(|dir| dir.join(".venv-ref/bin/python"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+const INSTALL_HINT: &str = "to compare with PyTorch, install the reference and point RUNG_PYTHON \
+     at it:\n  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch transformers peft\n  \
+     RUNG_PYTHON=.venv-ref/bin/python cargo xtask bench model";
+
+/// Run the PyTorch script; `None` (with the reason on stderr) when Python or torch is missing.
+fn run_reference(
+    root: &Path,
+    args: &ModelBenchArgs,
+    threads: usize,
+    shapes: &[String],
+    rung: &Value,
+) -> Result<Option<Value>> {
+    let python = python(root);
+    let probe = Command::new(&python)
+        .args(["-c", "import torch, transformers"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match probe {
+        Ok(status) if status.success() => {}
+        Ok(_) => {
+            eprintln!(
+                "xtask: {} has no torch/transformers; showing rung's figures only. {INSTALL_HINT}",
+                python.display()
+            );
+            return Ok(None);
+        }
+        Err(e) => {
+            eprintln!(
+                "xtask: cannot run {} ({e}); showing rung's figures only. {INSTALL_HINT}",
+                python.display()
+            );
+            return Ok(None);
+        }
+    }
+    let config_path =
+        std::env::temp_dir().join(format!("rung-bench-model-{}.json", std::process::id()));
+    std::fs::write(&config_path, serde_json::to_string(&rung["hf_config"])?)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let script = root.join("crates/rung-model/benches/pytorch_reference.py");
+    eprintln!(
+        "xtask: running the PyTorch reference ({threads} threads): {} {}",
+        python.display(),
+        script.display()
+    );
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--threads", &threads.to_string(), "--attn", &args.attn])
+        .args(shapes)
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("PYTHONWARNINGS", "ignore")
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {}", python.display()));
+    let _ = std::fs::remove_file(&config_path);
+    let output = output?;
+    if !output.status.success() {
+        eprintln!(
+            "xtask: the PyTorch reference failed ({}); showing rung's figures only",
+            output.status
+        );
+        return Ok(None);
+    }
+    let value = last_json_line(&output.stdout).context("the PyTorch reference printed no JSON")?;
+    if value["params"] != rung["params"] {
+        eprintln!(
+            "xtask: warning: PyTorch's model has {} parameters, rung's {}: not the same architecture",
+            value["params"], rung["params"]
+        );
+    }
+    Ok(Some(value))
+}
+
+/// Metrics of the table: (result key, label, goal ratio rung/PyTorch from the issue).
+const METRICS: [(&str, &str, f64); 3] = [
+    ("train_full", "train, full fine-tune", 1.0),
+    ("train_lora", "train, LoRA", 1.0),
+    ("decode", "decode, KV cache", 1.5),
+];
+
+fn print_table(args: &ModelBenchArgs, threads: usize, rung: &Value, reference: Option<&Value>) {
+    let params = rung["params"].as_u64().unwrap_or(0);
+    println!(
+        "rung-model bench: preset {} ({} parameters), train batch {} × seq {}, LoRA rank {} on \
+         q,k,v,o,gate,up,down; decode {} prompts × {} tokens + {} new (greedy); {threads} threads",
+        args.preset,
+        params,
+        args.batch,
+        args.seq,
+        args.lora_rank,
+        args.decode_batch,
+        args.prompt_len,
+        args.new_tokens,
+    );
+    let torch_name = reference.map_or_else(
+        || "PyTorch (not run)".to_string(),
+        |r| {
+            format!(
+                "PyTorch {} / transformers {} ({})",
+                r["versions"]["torch"].as_str().unwrap_or("?"),
+                r["versions"]["transformers"].as_str().unwrap_or("?"),
+                r["attn_implementation"].as_str().unwrap_or("?")
+            )
+        },
+    );
+    println!(
+        "rung backend: {}; reference: {torch_name}\n",
+        rung["backend"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<24} {:>14} {:>14} {:>13} {:>6}",
+        "metric (tokens/s)", "rung", "PyTorch", "rung/PyTorch", "goal"
+    );
+    for (key, label, goal) in METRICS {
+        let ours = rung["results"][key]["tokens_per_s"].as_f64();
+        let theirs = reference.and_then(|r| r["results"][key]["tokens_per_s"].as_f64());
+        if ours.is_none() && theirs.is_none() {
+            continue;
+        }
+        let ratio = match (ours, theirs) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                let mark = if a / b >= goal { "met" } else { "below" };
+                format!("{:>12.2}× {:>6}", a / b, format!("{goal}× {mark}"))
+            }
+            _ => format!("{:>13} {:>6}", "-", format!("{goal}×")),
+        };
+        println!(
+            "{label:<24} {:>14} {:>14} {ratio}",
+            fmt_rate(ours),
+            fmt_rate(theirs)
+        );
+    }
+    println!("\nwhere the time goes (seconds per training step; decode: prefill and per-token):");
+    for (name, value) in [("rung", Some(rung)), ("PyTorch", reference)] {
+        let Some(value) = value else { continue };
+        let results = &value["results"];
+        for key in ["train_full", "train_lora"] {
+            let r = &results[key];
+            if r["step_s"].is_f64() {
+                println!(
+                    "  {name:<8} {key:<11} step {:.3} s = forward {:.3} + backward {:.3} + optimizer {:.3}",
+                    r["step_s"].as_f64().unwrap_or(0.0),
+                    r["forward_s"].as_f64().unwrap_or(0.0),
+                    r["backward_s"].as_f64().unwrap_or(0.0),
+                    r["optimizer_s"].as_f64().unwrap_or(0.0),
+                );
+            }
+        }
+        let d = &results["decode"];
+        if d["seconds"].is_f64() {
+            println!(
+                "  {name:<8} decode      {:.3} s total, prefill {:.3} s, decode-only {:.0} tokens/s",
+                d["seconds"].as_f64().unwrap_or(0.0),
+                d["prefill_s"].as_f64().unwrap_or(0.0),
+                d["decode_only_tokens_per_s"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    if reference.is_none() && !args.no_reference {
+        println!("\n(PyTorch figures missing: {INSTALL_HINT})");
+    }
+}
+
+fn fmt_rate(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_are_passed_to_both_programs() {
+        let args = ModelBenchArgs {
+            threads: None,
+            preset: "base".into(),
+            batch: 8,
+            seq: 512,
+            steps: 5,
+            decode_runs: 2,
+            lora_rank: 8,
+            decode_batch: 8,
+            prompt_len: 64,
+            new_tokens: 128,
+            only: "decode".into(),
+            no_reference: true,
+            attn: "sdpa".into(),
+            json: None,
+        };
+        let shapes = shape_args(&args);
+        assert!(shapes.windows(2).any(|w| w == ["--seq", "512"]));
+        assert!(shapes.ends_with(&["--only".to_string(), "decode".to_string()]));
+    }
+
+    #[test]
+    fn the_last_json_line_is_found() {
+        let out = b"noise\n{\"a\": 1}\n";
+        assert_eq!(last_json_line(out).unwrap()["a"], 1);
+        assert!(last_json_line(b"nothing").is_none());
+    }
+}
