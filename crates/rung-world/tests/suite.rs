@@ -163,8 +163,13 @@ fn splits_have_the_promised_sizes_and_shapes() {
     let lengths: BTreeSet<usize> = suite.tasks.iter().map(|t| t.plan.len()).collect();
     assert_eq!(lengths.first(), Some(&1));
     assert!(lengths.last().is_some_and(|n| *n >= 5), "{lengths:?}");
-    let max_apps = suite.tasks.iter().map(|t| t.apps().len()).max().unwrap();
-    assert!(max_apps >= 3, "max apps per task {max_apps}");
+    let apps: BTreeSet<usize> = suite.tasks.iter().map(|t| t.apps().len()).collect();
+    assert_eq!(
+        (apps.first(), apps.last()),
+        (Some(&1), Some(&4)),
+        "tasks span 1-4 apps"
+    );
+    assert_eq!(lengths.last(), Some(&6), "tasks span 1-6 sub-tasks");
     let difficulties: BTreeSet<u8> = suite.tasks.iter().map(|t| t.difficulty).collect();
     assert_eq!(difficulties, BTreeSet::from([1, 2, 3]));
     // test_normal: templates seen in train; test_challenge: skill pairs train never shows together.

@@ -419,10 +419,14 @@ pub fn normal_templates() -> Vec<Template> {
             let open = b.count_open_todos(-(done as i64));
             let liked = b.count_liked();
             let balance = b.balance()?;
-            let content = format!("\"open: \" + str({}) + \"\\nliked: \" + str({}) + \"\\nbalance: \" + str({})", open.name, liked.name, balance.name);
+            let content = format!(
+                "\"open: \" + str({}) + \"\\nliked: \" + str({}) + \"\\nbalance: \" + str({})",
+                open.name, liked.name, balance.name
+            );
             b.create_note("Weekly review", &content, "the three figures");
-            b.write_file("/documents/weekly_review.txt", &content, "the same three lines")?;
-            Some("Weekly review: complete my overdue to-do tasks, then write a note \"Weekly review\" with the lines \"open: <open tasks left>\", \"liked: <liked songs>\" and \"balance: <pay balance>\", and save the same text as /documents/weekly_review.txt.".to_owned())
+            let date = due(b);
+            b.add_todo(&lit("Plan next week"), "\"Plan next week\"", &date);
+            Some(format!("Weekly review: complete my overdue to-do tasks, then write a note \"Weekly review\" with the lines \"open: <open tasks left>\", \"liked: <liked songs>\" and \"balance: <pay balance>\", and add a to-do \"Plan next week\" due {date}."))
         },
     }
 }
