@@ -1,0 +1,37 @@
+//! rung's agent systems.
+//!
+//! A [`System`] runs one episode of a task in any [`rung_env::Environment`] with one
+//! [`Policy`] per role: the **single** agent writes all the code itself; the **two-agent** team
+//! has an orchestrator that delegates sub-tasks to an executor; the **three-agent** team adds a
+//! critic that reviews every sub-task and may send it back once. Every episode becomes a
+//! [`rung_trajectory::Episode`].
+//!
+//! The [`expert`] policies follow the gold plans of a [`GoldSource`] and produce training data,
+//! including deliberate mistakes followed by recoveries; the [`harness`] runs a system over a
+//! split in parallel and scores it. All texts and formats live in [`prompts`].
+
+#![warn(missing_docs)]
+
+pub mod apps;
+mod budget;
+mod error;
+pub mod expert;
+pub mod gold;
+pub mod harness;
+mod policy;
+pub mod prompts;
+mod seed;
+pub mod system;
+pub mod tokens;
+
+pub use apps::AppCatalog;
+pub use budget::Budgets;
+pub use error::AgentError;
+pub use expert::{ExpertOptions, Experts};
+pub use gold::{GoldPlan, GoldSource, GoldSubtask, WorldGold};
+pub use harness::{
+    Backend, DataGenOptions, DataGenReport, EvalOptions, EvalReport, evaluate,
+    generate_expert_data, replay_episode, run_split,
+};
+pub use policy::{Completion, EpisodeContext, Policy, PolicyError};
+pub use system::System;
