@@ -7,8 +7,10 @@
 //! [`rung_trajectory::Episode`].
 //!
 //! The [`expert`] policies follow the gold plans of a [`GoldSource`] and produce training data,
-//! including deliberate mistakes followed by recoveries; the [`harness`] runs a system over a
-//! split in parallel and scores it. All texts and formats live in [`prompts`].
+//! including deliberate mistakes followed by recoveries; [`model_policy`] plays roles with
+//! language models of `rung-model` (one base with per-role LoRA adapters, or a model per role);
+//! the [`harness`] runs a system over a split in parallel and scores it. All texts and formats
+//! live in [`prompts`].
 
 #![warn(missing_docs)]
 
@@ -18,6 +20,7 @@ mod error;
 pub mod expert;
 pub mod gold;
 pub mod harness;
+pub mod model_policy;
 mod policy;
 pub mod prompts;
 mod seed;
@@ -33,5 +36,6 @@ pub use harness::{
     Backend, DataGenOptions, DataGenReport, EvalOptions, EvalReport, evaluate,
     generate_expert_data, replay_episode, run_split,
 };
+pub use model_policy::{Decoding, ModelPolicy, ModelPolicyOptions, ModelSpec, load_role_policies};
 pub use policy::{Completion, EpisodeContext, Policy, PolicyError};
 pub use system::System;

@@ -87,6 +87,10 @@ pub struct EpisodeContext<'a> {
     /// The episode's seed; a policy that samples or makes seeded choices derives its randomness
     /// from it, so that episodes are reproducible however threads interleave.
     pub seed: u64,
+    /// The system's tokens-per-turn budget ([`crate::Budgets::max_tokens_per_turn`]): a model
+    /// policy caps generation at it, so that an over-long output ends cleanly at the cap
+    /// instead of overrunning the budget.
+    pub max_tokens_per_turn: u64,
 }
 
 /// Produces a role's next output from the conversation so far.
@@ -95,7 +99,9 @@ pub struct EpisodeContext<'a> {
 /// assistant messages; the `train` flags are for trainers and carry no meaning here). A model
 /// policy renders it with its chat template, generates until its end-of-turn token, and
 /// reports its own token counts and FLOPs. It should cap generation at the system's tokens-per-
-/// turn budget (see [`crate::Budgets`]), which the system cannot pass through this call.
+/// turn budget (see [`crate::Budgets`]), which the system passes in
+/// [`EpisodeContext::max_tokens_per_turn`] when an episode starts (see
+/// [`crate::model_policy::ModelPolicy`]).
 pub trait Policy: Send + Sync {
     /// The model's name as recorded in trajectories (for example `expert`, or a base model and
     /// adapter).

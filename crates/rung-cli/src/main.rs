@@ -6,6 +6,9 @@
 //! `AppWorldClient`, a `ServerPool`, AppWorld's own Python client, curl) drives the embedded world
 //! unchanged; the other commands export, list and replay its tasks without a server.
 
+mod curriculum_cmd;
+mod data_cmd;
+mod eval_cmd;
 mod model_cmd;
 
 use std::path::PathBuf;
@@ -38,6 +41,14 @@ enum Command {
     /// Causal LMs: print logits, generate text, describe a checkpoint.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
+    /// Training data: scripted-expert trajectories (`rung data gen`) and summaries (`rung data stats`).
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// Run a system over a split and score it: TGC, SGC, sub-task error rates and cost.
+    Eval(eval_cmd::EvalArgs),
+    /// Curricula of progressive sub-task training: what each epoch supervises.
+    #[command(subcommand)]
+    Curriculum(curriculum_cmd::CurriculumCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +186,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Model(command) => model_cmd::run(command),
+        Command::Data(command) => data_cmd::run(command),
+        Command::Eval(args) => eval_cmd::run(&args),
+        Command::Curriculum(command) => curriculum_cmd::run(command),
         Command::World(command) => match command {
             WorldCommand::Serve(args) => serve(&args),
             WorldCommand::Export(args) => export_splits(&args),

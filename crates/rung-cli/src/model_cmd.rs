@@ -252,9 +252,10 @@ fn load(located: &Located, adapter: Option<&Path>) -> Result<CausalLm> {
             dir.display()
         );
     }
-    let name = dir
-        .file_name()
-        .map_or_else(|| "adapter".to_string(), |n| n.to_string_lossy().into_owned());
+    let name = dir.file_name().map_or_else(
+        || "adapter".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let adapter = load_peft_adapter(dir, &name, model.config(), &device)
         .with_context(|| format!("loading the adapter {}", dir.display()))?;
     Ok(model.with_adapter(adapter)?)
@@ -266,7 +267,9 @@ fn parse_ids(text: &str, vocab: usize) -> Result<Vec<u32>> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<u32>().with_context(|| {
-                format!("--ids: `{s}` is not a token id (expected comma-separated integers like 1,2,3)")
+                format!(
+                    "--ids: `{s}` is not a token id (expected comma-separated integers like 1,2,3)"
+                )
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -386,7 +389,7 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     }
     let detok = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
     let start = Instant::now();
-    let generation = rung_model::generate(&model, &[prompt_ids.clone()], &options, Some(&detok))?;
+    let generation = rung_model::generate(&model, std::slice::from_ref(&prompt_ids), &options, Some(&detok))?;
     let seconds = start.elapsed().as_secs_f64();
     let output = &generation.sequences[0];
     let text = output.text.clone().unwrap_or_default();
@@ -449,9 +452,10 @@ fn info(args: &InfoArgs) -> Result<()> {
     let device = rung_model::inference_device();
     let adapter = match &args.model.adapter {
         Some(dir) => {
-            let name = dir
-                .file_name()
-                .map_or_else(|| "adapter".to_string(), |n| n.to_string_lossy().into_owned());
+            let name = dir.file_name().map_or_else(
+                || "adapter".to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let adapter = load_peft_adapter(dir, &name, config, &device)
                 .with_context(|| format!("loading the adapter {}", dir.display()))?;
             Some(json!({
@@ -477,8 +481,10 @@ fn info(args: &InfoArgs) -> Result<()> {
             if path.is_file() {
                 let text = std::fs::read_to_string(&path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                Some(serde_json::from_str::<Value>(&text)
-                    .with_context(|| format!("{} is not valid JSON", path.display()))?)
+                Some(
+                    serde_json::from_str::<Value>(&text)
+                        .with_context(|| format!("{} is not valid JSON", path.display()))?,
+                )
             } else {
                 None
             }
@@ -556,6 +562,13 @@ fn info(args: &InfoArgs) -> Result<()> {
             adapter["rank"],
             adapter["parameters"],
             adapter["target_modules"]
+                .as_array()
+                .map(|targets| targets
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
         );
     }
     if let Some(meta) = value["checkpoint_adapter"].as_object() {
@@ -573,7 +586,7 @@ fn group_thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -41,7 +41,10 @@ fn rung_ok(args: &[&str]) -> String {
 /// Run, expect failure, return stderr.
 fn rung_err(args: &[&str]) -> String {
     let out = rung(args);
-    assert!(!out.status.success(), "rung {args:?} unexpectedly succeeded");
+    assert!(
+        !out.status.success(),
+        "rung {args:?} unexpectedly succeeded"
+    );
     String::from_utf8(out.stderr).unwrap()
 }
 
@@ -50,10 +53,7 @@ fn path_str(p: &Path) -> &str {
 }
 
 fn ids_arg(ids: &[u32]) -> String {
-    ids.iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn cli_logits(model: &Path, adapter: Option<&Path>, ids: &[u32]) -> Vec<Vec<f32>> {
@@ -162,18 +162,29 @@ fn info_reports_the_parameter_count() {
     assert_eq!(qwen["config"]["hidden_size"], 64);
     assert!(qwen["backend"].is_string());
 
-    let llama = info(&fixtures().join("llama"), Some(&fixtures().join("llama_lora")));
+    let llama = info(
+        &fixtures().join("llama"),
+        Some(&fixtures().join("llama_lora")),
+    );
     assert_eq!(llama["parameters"], 119_104);
     assert_eq!(llama["family"], "llama");
     assert_eq!(llama["tied_embeddings"], false);
 
     // PEFT counts 8192 lora_A/lora_B parameters for this adapter.
-    let with_adapter = info(&fixtures().join("qwen2"), Some(&fixtures().join("qwen2_lora")));
+    let with_adapter = info(
+        &fixtures().join("qwen2"),
+        Some(&fixtures().join("qwen2_lora")),
+    );
     assert_eq!(with_adapter["adapter"]["parameters"], 8192);
     assert_eq!(with_adapter["adapter"]["rank"], 4);
 
     // The text form names the same count.
-    let text = rung_ok(&["model", "info", "--model", path_str(&fixtures().join("qwen2"))]);
+    let text = rung_ok(&[
+        "model",
+        "info",
+        "--model",
+        path_str(&fixtures().join("qwen2")),
+    ]);
     assert!(text.contains("90,688"), "{text}");
     assert!(text.contains("tied"), "{text}");
 }
@@ -272,11 +283,31 @@ fn generate_uses_the_model_tokenizer() {
 #[test]
 fn errors_say_how_to_fix_them() {
     let qwen = fixtures().join("qwen2");
-    let err = rung_err(&["model", "generate", "--model", path_str(&qwen), "--prompt", "hi"]);
-    assert!(err.contains("tokenizer.json") && err.contains("--tokenizer"), "{err}");
+    let err = rung_err(&[
+        "model",
+        "generate",
+        "--model",
+        path_str(&qwen),
+        "--prompt",
+        "hi",
+    ]);
+    assert!(
+        err.contains("tokenizer.json") && err.contains("--tokenizer"),
+        "{err}"
+    );
 
-    let err = rung_err(&["model", "logits", "--model", path_str(&qwen), "--ids", "1,999"]);
-    assert!(err.contains("999") && err.contains("vocab_size 256"), "{err}");
+    let err = rung_err(&[
+        "model",
+        "logits",
+        "--model",
+        path_str(&qwen),
+        "--ids",
+        "1,999",
+    ]);
+    assert!(
+        err.contains("999") && err.contains("vocab_size 256"),
+        "{err}"
+    );
 
     let err = rung_err(&["model", "info", "--model", "/no/such/model"]);
     assert!(err.contains("not found"), "{err}");
@@ -305,5 +336,8 @@ fn errors_say_how_to_fix_them() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("huggingface-cli download nobody/nothing"), "{err}");
+    assert!(
+        err.contains("huggingface-cli download nobody/nothing"),
+        "{err}"
+    );
 }

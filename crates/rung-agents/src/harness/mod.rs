@@ -41,6 +41,10 @@ pub enum Backend {
     PerWorker(Vec<Arc<dyn Environment>>),
 }
 
+/// Called after every finished episode with the number of episodes done and the total (from
+/// worker threads, so it must be cheap and thread-safe); for progress bars.
+pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
 /// What to run and where.
 #[derive(Clone)]
 pub struct EvalOptions {
@@ -56,6 +60,8 @@ pub struct EvalOptions {
     pub threads: usize,
     /// Where to write one trajectory per episode (JSONL, written atomically at the end).
     pub trajectories: Option<PathBuf>,
+    /// Told about every finished episode.
+    pub progress: Option<Progress>,
 }
 
 impl EvalOptions {
@@ -69,6 +75,7 @@ impl EvalOptions {
             limit: None,
             threads: default_threads(),
             trajectories: None,
+            progress: None,
         }
     }
 
@@ -85,6 +92,7 @@ impl EvalOptions {
             tasks: None,
             limit: None,
             trajectories: None,
+            progress: None,
         }
     }
 }
@@ -134,6 +142,7 @@ fn run_tasks(
     };
     let gold = options.gold.as_deref().filter(|_| judge);
     let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     type Slot = Option<Result<JudgedEpisode, AgentError>>;
     let slots: Mutex<Vec<Slot>> = Mutex::new((0..tasks.len()).map(|_| None).collect());
@@ -156,6 +165,9 @@ fn run_tasks(
                         failed.store(true, Ordering::Relaxed);
                     }
                     slots.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(result);
+                    if let Some(progress) = &options.progress {
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, tasks.len());
+                    }
                 }
             });
         }

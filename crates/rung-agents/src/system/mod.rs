@@ -267,6 +267,7 @@ impl System {
                 role,
                 system: self.kind,
                 seed,
+                max_tokens_per_turn: self.budgets.max_tokens_per_turn,
             };
             let player = match policy.start_episode(&context) {
                 Ok(Some(own)) => Playing::Own(own),

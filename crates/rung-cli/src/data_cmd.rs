@@ -1,0 +1,113 @@
+//! `rung data`: training data for ProST — the scripted experts' trajectories.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use rung_agents::{DataGenOptions, generate_expert_data};
+use rung_env::Split;
+use rung_trajectory::SystemKind;
+
+use crate::eval_cmd::{BudgetArgs, ExpertArgs, WorldArgs, progress_bar};
+
+/// Training data.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Write expert trajectories of a split (the supervised training data).
+    ///
+    /// Scripted experts follow each task's gold plan in the chosen system (the orchestrator
+    /// issues the gold sub-tasks, the executor writes the gold code in several cells with
+    /// documentation look-ups and logins, the critic accepts correct results). A seeded
+    /// fraction of episodes (--mistake-rate) contains one realistic mistake followed by its
+    /// recovery; the mistaken outputs are marked `train: false`. Every episode runs in the
+    /// in-process world and is evaluated; only successful ones are written (all of them, unless
+    /// a gold plan is broken).
+    ///
+    /// The output is JSON Lines, one episode per line, in the format of
+    /// datasets/trajectories/README.md, written atomically. The same options give the same
+    /// file, byte for byte apart from timings.
+    Gen(GenArgs),
+    /// Summarise a trajectory file: success, ends, difficulty, sub-tasks, per system and per role.
+    Stats(crate::curriculum_cmd::StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Split whose tasks to play: train, dev, test_normal or test_challenge.
+    #[arg(long, default_value = "train")]
+    split: Split,
+    /// Agent system: single, two-agent or three-agent (`two_agent` works too).
+    #[arg(long, default_value = "two-agent")]
+    system: SystemKind,
+    /// Output file; default runs/data/<system>-<split>.jsonl.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seed of the expert system: every episode's seeded choices (mistakes, look-ups, cell
+    /// splits) derive from it and the task id.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    experts: ExpertArgs,
+    #[command(flatten)]
+    budgets: BudgetArgs,
+    /// Play only the first N tasks of the split.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Worker threads (episodes run in parallel); default: all cores.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Also write episodes that failed their evaluation (a broken gold plan; never training
+    /// data).
+    #[arg(long)]
+    keep_failures: bool,
+    #[command(flatten)]
+    world: WorldArgs,
+}
+
+pub fn run(command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Gen(args) => generate(&args),
+        DataCommand::Stats(args) => crate::curriculum_cmd::run_stats(&args),
+    }
+}
+
+fn generate(args: &GenArgs) -> Result<()> {
+    let world = args.world.embedded();
+    let mut options = DataGenOptions::embedded(world);
+    options.expert = args.experts.options()?;
+    options.budgets = args.budgets.budgets();
+    options.seed = args.seed;
+    options.keep_failures = args.keep_failures;
+    options.run.limit = args.limit;
+    if let Some(threads) = args.threads {
+        options.run.threads = usize::from(threads);
+    }
+    options.run.progress = progress_bar(format!("{} {}", args.system, args.split));
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs/data").join(format!("{}-{}.jsonl", args.system, args.split))
+    });
+    let report = generate_expert_data(args.split, args.system, &options, &out)
+        .with_context(|| format!("generating expert data into {}", out.display()))?;
+    print!("{}", report.eval.table());
+    println!(
+        "wrote {} episodes ({} with a deliberate mistake and its recovery) to {}",
+        report.written,
+        report.with_mistake,
+        out.display()
+    );
+    if !report.failed.is_empty() {
+        let ids: Vec<&str> = report.failed.iter().map(|id| id.as_str()).collect();
+        let kept = if args.keep_failures {
+            "written anyway (--keep-failures)"
+        } else {
+            "not written"
+        };
+        bail!(
+            "{} expert episode(s) failed their evaluation ({kept}); their gold plans are \
+             broken: {}",
+            ids.len(),
+            ids.join(", ")
+        );
+    }
+    Ok(())
+}
