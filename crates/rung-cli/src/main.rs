@@ -10,6 +10,7 @@ mod curriculum_cmd;
 mod data_cmd;
 mod eval_cmd;
 mod model_cmd;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     /// Curricula of progressive sub-task training: what each epoch supervises.
     #[command(subcommand)]
     Curriculum(curriculum_cmd::CurriculumCommand),
+    /// Train a model or LoRA adapter on expert trajectories (or resume a run).
+    Train(train_cmd::TrainArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,6 +192,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(command) => data_cmd::run(command),
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Curriculum(command) => curriculum_cmd::run(command),
+        Command::Train(args) => train_cmd::run(&args),
         Command::World(command) => match command {
             WorldCommand::Serve(args) => serve(&args),
             WorldCommand::Export(args) => export_splits(&args),

@@ -1,0 +1,542 @@
+//! Trainer tests on the tiny preset with hand-built single-agent trajectories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use rung_curriculum::{Curriculum, Schedule};
+use rung_model::LoraConfig;
+use rung_segment::build::EpisodeBuilder;
+use rung_train::loss::{MicroBatch, micro_loss};
+use rung_train::optim::{HostGrads, collect_grads, param_values};
+use rung_train::{TrainConfig, Trainer};
+use rung_trajectory::{Episode, Role, SystemKind};
+
+const APPS: [&str; 4] = ["phone", "pay", "mail", "notes"];
+
+fn episode(i: usize) -> Episode {
+    let task = format!("{:07x}_1", 0xabc0000 + i);
+    let mut b = EpisodeBuilder::new(SystemKind::Single, &task, "Do two things.");
+    let c = b.open(
+        Role::Single,
+        "You write code.",
+        &format!("Task {i}: do two things."),
+    );
+    let app = APPS[i % 4];
+    b.code(
+        c,
+        Some(0),
+        &format!("t = apis.{app}.login(u={i})"),
+        true,
+        "ok",
+    );
+    b.code(
+        c,
+        Some(1),
+        &format!("print(apis.{app}.work(t, {i}))"),
+        true,
+        "done; the result is stored and the task can go on with the next step now.",
+    );
+    b.finish()
+}
+
+/// A scratch directory removed when dropped.
+struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp(name: &str) -> TmpDir {
+    let dir = std::env::temp_dir().join(format!("rung-train-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TmpDir(dir)
+}
+
+fn write_data(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("data.jsonl");
+    let episodes: Vec<Episode> = (0..n).map(episode).collect();
+    rung_trajectory::write_file(&path, &episodes).unwrap();
+    path
+}
+
+fn config(dir: &Path, n: usize) -> TrainConfig {
+    let data = write_data(dir, n);
+    let mut c = TrainConfig::new(data, dir.join("run"));
+    c.gold_plans = false;
+    c.validation_fraction = 0.0;
+    c.curriculum = Curriculum {
+        schedule: Schedule::All,
+        ..Curriculum::default()
+    };
+    c.progress = false;
+    c.batch_size = 2;
+    c.epochs = 2;
+    c.lr = 3e-3;
+    c.warmup_steps = 1;
+    c.max_seq_len = 256;
+    c
+}
+
+fn assert_same(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>) {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, va) in a {
+        let vb = &b[k];
+        assert!(
+            va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "parameter {k} differs"
+        );
+    }
+}
+
+#[test]
+fn loss_falls_and_model_reproduces_its_trajectory() {
+    let dir = tmp("overfit");
+    let mut c = config(&dir, 1);
+    c.batch_size = 1;
+    c.epochs = 40;
+    c.lr = 3e-3;
+    c.warmup_steps = 2;
+    c.max_grad_norm = 1.0;
+    c.weight_decay = 0.0;
+    let mut t = Trainer::new(c).unwrap();
+    let summary = t.run().unwrap();
+    assert_eq!(summary.steps, 40);
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "step")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect();
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    eprintln!("loss {first:.4} -> {last:.4}: {losses:.3?}");
+    assert!(first > 5.0, "initial loss near ln(vocab): {first}");
+    assert!(last < 0.1 * first, "loss falls clearly: {first} -> {last}");
+
+    // Greedy decoding reproduces every supervised token: teacher-forced argmax equals the target
+    // on all of them, and free-running greedy from the prompt regenerates the first turn.
+    let model = t.model().valid();
+    let batch = t.epoch_batches(40)[0].clone();
+    let mb = &MicroBatch::split(&batch, 1, false)[0];
+    let ml = micro_loss(&model, mb, 1.0).unwrap();
+    assert_eq!(
+        ml.correct, ml.supervised,
+        "greedy reproduces every supervised token"
+    );
+    let first_sup = mb.mask.iter().position(|&m| m == 1).unwrap();
+    let turn_end = first_sup + mb.mask[first_sup..].iter().position(|&m| m == 0).unwrap();
+    let mut ids: Vec<u32> = mb.ids[..first_sup].to_vec();
+    while ids.len() < turn_end {
+        let input: Vec<i64> = ids.iter().map(|&x| i64::from(x)).collect();
+        let n = input.len();
+        let x = Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(input, [1, n]),
+            &model.device(),
+        );
+        let logits = model.forward(x);
+        let v = logits.dims()[2];
+        let next = logits
+            .slice([0..1, n - 1..n, 0..v])
+            .argmax(2)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .unwrap()[0];
+        ids.push(next as u32);
+    }
+    assert_eq!(&ids[first_sup..], &mb.ids[first_sup..turn_end]);
+    assert!(dir.join("run/loss.svg").is_file() && dir.join("run/loss.png").is_file());
+    assert!(dir.join("run/summary.json").is_file());
+}
+
+fn loss_and_grads(t: &Trainer, mb: &MicroBatch) -> (f64, HostGrads) {
+    let ml = micro_loss(t.model(), mb, mb.supervised() as f64).unwrap();
+    let g = ml.loss.backward();
+    let gp = GradientsParams::from_grads(g, t.model());
+    let mut grads = HostGrads::new();
+    collect_grads(t.model(), &gp, &mut grads);
+    (ml.loss_sum, grads)
+}
+
+#[test]
+fn masked_tokens_do_not_change_loss_or_gradients() {
+    let dir = tmp("mask");
+    let c = config(&dir, 2);
+    let t = Trainer::new(c).unwrap();
+    let batch = t.epoch_batches(1)[0].clone();
+    let mb = MicroBatch::split(&batch, 2, false).remove(0);
+    // Append a masked 20-token turn (say, an environment observation after the last supervised
+    // turn) to every row, once with content A and once with content B.
+    let extend = |offset: u32| {
+        let extra = 20;
+        let seq = mb.seq + extra;
+        let mut e = MicroBatch {
+            seq,
+            ids: vec![],
+            mask: vec![],
+            positions: vec![],
+            segments: vec![],
+            ..mb.clone()
+        };
+        for r in 0..mb.rows {
+            let row = r * mb.seq..(r + 1) * mb.seq;
+            let len = mb.lengths[r];
+            for i in 0..seq {
+                if i < len {
+                    let j = row.start + i;
+                    e.ids.push(mb.ids[j]);
+                    e.mask.push(mb.mask[j]);
+                    e.positions.push(mb.positions[j]);
+                    e.segments.push(mb.segments[j]);
+                } else if i < len + extra {
+                    e.ids.push(10 + offset + (i as u32 * 13) % 200);
+                    e.mask.push(0);
+                    e.positions.push(i as u32);
+                    e.segments.push(1);
+                } else {
+                    e.ids.push(0);
+                    e.mask.push(0);
+                    e.positions.push(0);
+                    e.segments.push(0);
+                }
+            }
+            e.lengths[r] = len + extra;
+        }
+        e
+    };
+    let original = extend(0);
+    let changed = extend(57);
+    assert_ne!(original.ids, changed.ids);
+    let (loss, grads) = loss_and_grads(&t, &original);
+    let (base_loss, _) = loss_and_grads(&t, &mb);
+    assert!(
+        (loss - base_loss).abs() < 1e-4,
+        "trailing masked tokens add nothing: {loss} vs {base_loss}"
+    );
+    let (loss2, grads2) = loss_and_grads(&t, &changed);
+    assert_eq!(loss.to_bits(), loss2.to_bits());
+    assert_eq!(grads.len(), grads2.len());
+    for (k, g) in &grads {
+        assert_eq!(g, &grads2[k], "gradient of {k}");
+    }
+    // And unmasking them does change the loss (the mask is what excludes them).
+    let mut unmasked = changed.clone();
+    unmasked.mask.iter_mut().for_each(|m| *m = 1);
+    unmasked.segments.iter_mut().for_each(|s| *s = 1);
+    let (loss3, _) = loss_and_grads(&t, &unmasked);
+    assert_ne!(loss.to_bits(), loss3.to_bits());
+}
+
+#[test]
+fn micro_batching_gives_the_same_loss_and_update() {
+    let dir = tmp("micro");
+    // The accumulated gradient of one step equals the one-batch gradient.
+    {
+        let mut c = config(&dir.join("g"), 4);
+        c.batch_size = 4;
+        let t = Trainer::new(c).unwrap();
+        let batch = t.epoch_batches(1)[0].clone();
+        let whole = MicroBatch::split(&batch, 4, false).remove(0);
+        let n = whole.supervised() as f64;
+        let grads_of = |mbs: Vec<MicroBatch>| {
+            let mut grads = HostGrads::new();
+            let mut loss = 0.0;
+            for mb in mbs {
+                let ml = micro_loss(t.model(), &mb, n).unwrap();
+                loss += ml.loss_sum;
+                let gp = GradientsParams::from_grads(ml.loss.backward(), t.model());
+                collect_grads(t.model(), &gp, &mut grads);
+            }
+            (loss / n, grads)
+        };
+        let (l1, g1) = grads_of(vec![whole]);
+        let (l4, g4) = grads_of(MicroBatch::split(&batch, 1, false));
+        let gmax = g1
+            .iter()
+            .flat_map(|(k, v)| v.iter().zip(&g4[k]).map(|(x, y)| (x - y).abs()))
+            .fold(0f32, f32::max);
+        eprintln!("loss {l1} vs {l4}, max |Δgrad| {gmax:e}");
+        assert!((l1 - l4).abs() <= 1e-6 && gmax <= 1e-6);
+    }
+    let mut a = config(&dir.join("a"), 4);
+    a.batch_size = 4;
+    a.epochs = 1;
+    a.eps = 1e-6;
+    let mut b = a.clone();
+    b.output_dir = dir.join("b");
+    b.micro_batch = Some(1);
+    let mut ta = Trainer::new(a).unwrap();
+    let mut tb = Trainer::new(b).unwrap();
+    assert_same(&param_values(ta.model()), &param_values(tb.model()));
+    ta.run().unwrap();
+    tb.run().unwrap();
+    let (pa, pb) = (param_values(ta.model()), param_values(tb.model()));
+    let mut max = 0f32;
+    for (k, va) in &pa {
+        for (x, y) in va.iter().zip(&pb[k]) {
+            max = max.max((x - y).abs());
+        }
+    }
+    eprintln!("max |Δw| micro-batch 1 vs 4: {max:e}");
+    assert!(max <= 1e-6, "max difference {max}");
+    let step_loss = |run: &str| {
+        let m = std::fs::read_to_string(dir.join(run).join("metrics.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(m.lines().next().unwrap()).unwrap();
+        v["loss"].as_f64().unwrap()
+    };
+    let (la, lb) = (step_loss("a/run"), step_loss("b"));
+    assert!((la - lb).abs() <= 1e-6, "loss {la} vs {lb}");
+}
+
+#[test]
+fn lora_trains_only_the_adapter() {
+    let dir = tmp("lora");
+    let mut c = config(&dir, 2);
+    c.lora = Some(LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.1,
+        ..LoraConfig::default()
+    });
+    let mut t = Trainer::new(c).unwrap();
+    let before = param_values(t.model());
+    let summary = t.run().unwrap();
+    let after = param_values(t.model());
+    let (mut base, mut adapter_changed) = (0, 0);
+    for (k, v) in &before {
+        if k.starts_with("adapter") {
+            if v != &after[k] {
+                adapter_changed += 1;
+            }
+        } else {
+            base += 1;
+            assert!(
+                v.iter()
+                    .zip(&after[k])
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "base weight {k} changed"
+            );
+        }
+    }
+    let adapters = before.keys().filter(|k| k.starts_with("adapter")).count();
+    assert!(
+        base > 10 && adapters == 3 * 2 * 2,
+        "{base} base, {adapters} adapter tensors"
+    );
+    assert_eq!(adapter_changed, adapters, "every adapter tensor trained");
+    assert!(dir.join("run/adapter/adapter_config.json").is_file());
+    assert!(dir.join("run/adapter/adapter_model.safetensors").is_file());
+    assert_eq!(
+        summary.trainable_params,
+        t.model().adapter().unwrap().num_params()
+    );
+}
+
+#[test]
+fn resume_after_drop_is_bitwise_identical() {
+    let dir = tmp("resume");
+    let mut c = config(&dir, 4);
+    c.epochs = 3;
+    c.checkpoint_every = 1;
+    c.validation_fraction = 0.25;
+    let mut full = Trainer::new(TrainConfig {
+        output_dir: dir.join("full"),
+        ..c.clone()
+    })
+    .unwrap();
+    let total = full.total_steps();
+    full.run().unwrap();
+
+    let k = 3; // mid-epoch 2
+    let mut part = Trainer::new(c.clone()).unwrap();
+    assert!(part.run_steps(Some(k)).unwrap().is_none());
+    drop(part);
+    let mut resumed = Trainer::resume(&c.output_dir).unwrap();
+    assert_eq!(resumed.step(), k);
+    let summary = resumed.run().unwrap();
+    assert_eq!(summary.steps, total);
+    assert_same(&param_values(full.model()), &param_values(resumed.model()));
+    // The metrics are those of the uninterrupted run.
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for f in ["tokens_per_s", "seconds"] {
+                    v.as_object_mut().unwrap().remove(f);
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lines(&dir.join("full")), lines(&c.output_dir));
+}
+
+/// Not a test by itself: the child process of `killed_child_resumes_exactly`.
+#[test]
+#[ignore]
+fn child_training_process() {
+    let Ok(dir) = std::env::var("RUNG_TRAIN_CHILD_DIR") else {
+        return;
+    };
+    let mut c = config(Path::new(&dir), 4);
+    c.epochs = 5;
+    c.checkpoint_every = 1;
+    rung_train::train(c).unwrap();
+}
+
+#[test]
+fn killed_child_resumes_exactly() {
+    let dir = tmp("kill");
+    let mut c = config(&dir, 4);
+    c.epochs = 5;
+    c.checkpoint_every = 1;
+    let reference_dir = dir.join("reference");
+    let mut reference = Trainer::new(TrainConfig {
+        output_dir: reference_dir,
+        ..c.clone()
+    })
+    .unwrap();
+    reference.run().unwrap();
+
+    let exe = std::env::current_exe().unwrap();
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "child_training_process",
+            "--test-threads=1",
+        ])
+        .env("RUNG_TRAIN_CHILD_DIR", &*dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ckpts = dir.join("run/checkpoints");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rung_train::checkpoint::list(&ckpts).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let wait = u64::from(nanos % 300);
+    std::thread::sleep(Duration::from_millis(wait));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_at = rung_train::checkpoint::list(&ckpts).last().unwrap().0;
+    eprintln!("killed after {wait} ms, newest checkpoint at step {killed_at}");
+    assert!(
+        killed_at < reference.total_steps(),
+        "the child was killed before it finished"
+    );
+    let mut resumed = Trainer::resume(&dir.join("run")).unwrap();
+    resumed.run().unwrap();
+    assert_same(
+        &param_values(reference.model()),
+        &param_values(resumed.model()),
+    );
+}
+
+struct Poison;
+impl ModuleMapper for Poison {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| {
+            let r = t.is_require_grad();
+            let (device, shape) = (t.device(), t.shape());
+            let n = shape.num_elements();
+            let t = Tensor::<D>::from_data(
+                burn::tensor::TensorData::new(vec![f32::NAN; n], shape),
+                &device,
+            );
+            if r { t.require_grad() } else { t }
+        })
+    }
+}
+
+#[test]
+fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let dir = tmp("nan");
+    let mut c = config(&dir, 2);
+    c.epochs = 4;
+    c.checkpoint_every = 1;
+    let mut t = Trainer::new(c).unwrap();
+    t.run_steps(Some(2)).unwrap();
+    let poisoned = t.model().clone().map(&mut Poison);
+    t.set_model(poisoned);
+    let err = t.run().unwrap_err().to_string();
+    assert!(
+        err.contains("non-finite loss") && err.contains("at step 3"),
+        "{err}"
+    );
+    assert!(err.contains("step-00000002"), "{err}");
+    let resumed = Trainer::resume(&dir.join("run")).unwrap();
+    assert_eq!(resumed.step(), 2);
+    assert!(
+        param_values(resumed.model())
+            .values()
+            .flatten()
+            .all(|x| x.is_finite())
+    );
+}
+
+#[test]
+fn bad_configs_and_checkpoints_are_clear_errors() {
+    let err = TrainConfig::from_toml("data = \"d\"\noutput_dir = \"o\"\nlearning_rate = 1.0\n")
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("learning_rate"), "{err:#}");
+    let err = TrainConfig::from_toml(
+        "data = \"d\"\noutput_dir = \"o\"\nbatch_size = 2\nmicro_batch = 3\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("micro_batch"), "{err}");
+
+    let dir = tmp("bad");
+    let mut c = config(&dir, 2);
+    c.max_seq_len = 4096;
+    let err = Trainer::new(c.clone()).err().unwrap().to_string();
+    assert!(err.contains("exceeds the model's context of 2048"), "{err}");
+    c.max_seq_len = 256;
+    c.memory_limit_bytes = Some(1 << 20);
+    let err = Trainer::new(c.clone()).err().unwrap().to_string();
+    assert!(err.contains("exceeds memory_limit_bytes"), "{err}");
+    c.memory_limit_bytes = Some(1 << 32);
+    c.checkpoint_every = 1;
+    let mut t = Trainer::new(c.clone()).unwrap();
+    t.run_steps(Some(1)).unwrap();
+    drop(t);
+    let err = Trainer::new(c.clone()).err().unwrap().to_string();
+    assert!(err.contains("already holds"), "{err}");
+    let ckpt = rung_train::checkpoint::latest(&c.output_dir.join("checkpoints")).unwrap();
+    let file = ckpt.join("trainer.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = Trainer::resume(&c.output_dir).err().unwrap().to_string();
+    assert!(
+        err.contains("corrupt trainer state") && err.contains("checksum"),
+        "{err}"
+    );
+    bytes[n - 3] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::write(ckpt.join("model.bpk"), b"garbage").unwrap();
+    let err = Trainer::resume(&c.output_dir).err().unwrap().to_string();
+    assert!(err.contains("cannot load the model of checkpoint"), "{err}");
+}
