@@ -4,6 +4,8 @@
 //! world, regenerate the committed datasets, benchmark the world) are one short command with the
 //! right profile and paths, whatever the current directory.
 
+mod bench_model;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
@@ -60,6 +62,8 @@ enum BenchTask {
     /// (`target/criterion/**/new/estimates.json`) and prints the mean time per iteration and the
     /// derived throughput (execute steps/s, whole-split replay time).
     World,
+    /// rung-model training and decode throughput next to PyTorch's, in one run, with ratios.
+    Model(bench_model::ModelBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +91,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut command = rung_command(&root);
             command.args(["world", "export", "--out"]).arg(&out);
             cargo(command, "exporting the task suite")
+        }
+        Task::Bench(BenchTask::Model(args)) => {
+            bench_model::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
         }
         Task::Bench(BenchTask::World) => {
             let mut command = Command::new(cargo_program());

@@ -389,7 +389,12 @@ fn generate(args: &GenerateArgs) -> Result<()> {
     }
     let detok = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
     let start = Instant::now();
-    let generation = rung_model::generate(&model, std::slice::from_ref(&prompt_ids), &options, Some(&detok))?;
+    let generation = rung_model::generate(
+        &model,
+        std::slice::from_ref(&prompt_ids),
+        &options,
+        Some(&detok),
+    )?;
     let seconds = start.elapsed().as_secs_f64();
     let output = &generation.sequences[0];
     let text = output.text.clone().unwrap_or_default();

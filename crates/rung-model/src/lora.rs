@@ -195,9 +195,13 @@ impl LoraBranch {
     }
 
     /// The branch output for `x` (`[..., d_in]` → `[..., d_out]`).
+    ///
+    /// The scale multiplies the rank-`r` intermediate rather than the `d_out`-wide output (the
+    /// same product, as `B` is linear): one pass over `r` values per token instead of `d_out`,
+    /// forward and backward.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let h = self.lora_a.forward(self.dropout.forward(x));
-        self.lora_b.forward(h).mul_scalar(self.scale)
+        self.lora_b.forward(h.mul_scalar(self.scale))
     }
 
     /// The dense update `scale · A·B` (`[d_in, d_out]`, burn's weight layout), for merging.

@@ -250,6 +250,45 @@ fn cache_continues_positions_like_a_full_forward() {
     assert!(err <= 1e-4, "{err}");
 }
 
+/// Blocks longer than `ATTENTION_CHUNK` are attended in chunks of queries; the logits must not
+/// change: a 300-token forward (3 chunks) against a 44-token cached prefix plus 256 tokens in one
+/// block (2 chunks over a non-empty cache) and against token-by-token decoding (never chunked).
+#[test]
+fn long_blocks_attend_in_chunks_like_token_by_token_decoding() {
+    use rung_model::attention::ATTENTION_CHUNK;
+    let model = qwen2();
+    let seq: Vec<u32> = (0..300u32).map(|i| (i * 37 + 11) % 256).collect();
+    assert!(seq.len() > 2 * ATTENTION_CHUNK);
+    let full = logits_of(&model, &seq);
+    let run = |blocks: &[&[u32]]| -> Vec<Vec<f32>> {
+        let mut cache = KvCache::new(model.config().num_hidden_layers);
+        let mut out = Vec::new();
+        for block in blocks {
+            let logits = model
+                .forward_with(
+                    ids_tensor(&[block.to_vec()], &model.device()),
+                    &ForwardOptions::default(),
+                    Some(&mut cache),
+                )
+                .unwrap();
+            let [_, t, v] = logits.dims();
+            let flat: Vec<f32> = logits.try_into_vec_as::<f32>().unwrap();
+            out.extend((0..t).map(|i| flat[i * v..(i + 1) * v].to_vec()));
+        }
+        out
+    };
+    let two_blocks = run(&[&seq[..44], &seq[44..]]);
+    let one_by_one: Vec<&[u32]> = seq.chunks(1).collect();
+    let stepped = run(&one_by_one);
+    let err = max_abs_diff(&full, &stepped);
+    assert!(err <= 1e-4, "full vs token by token: {err}");
+    let err = max_abs_diff(&two_blocks, &stepped);
+    assert!(
+        err <= 1e-4,
+        "cached prefix + long block vs token by token: {err}"
+    );
+}
+
 #[test]
 fn sampling_is_deterministic_per_seed() {
     let model = qwen2();
