@@ -45,7 +45,6 @@ enum Command {
     /// Training data: scripted-expert trajectories (`rung data gen`) and summaries (`rung data stats`).
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
-    /// Run a system over a split and score it: TGC, SGC, sub-task error rates and cost.
     Eval(eval_cmd::EvalArgs),
     /// Curricula of progressive sub-task training: what each epoch supervises.
     #[command(subcommand)]
