@@ -490,26 +490,11 @@ mod tests {
     }
 
     fn call(w: &mut World, api: &str, args: Value) -> ApiResult {
-        let named = args
-            .as_object()
-            .expect("object")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        w.call(APP, api, vec![], named)
+        super::super::test_support::call(w, APP, api, args)
     }
 
     fn login(w: &mut World, person: Id) -> String {
-        let password =
-            w.db.accounts
-                .iter()
-                .find(|a| a.person_id == person && a.app == APP)
-                .unwrap()
-                .password
-                .clone();
-        let email = w.db.person(person).email.clone();
-        let out = call(w, "login", json!({"username": email, "password": password})).unwrap();
-        out["access_token"].as_str().unwrap().to_owned()
+        super::super::test_support::login(w, APP, person)
     }
 
     fn api(w: &mut World, token: &str, name: &str, mut args: Value) -> ApiResult {

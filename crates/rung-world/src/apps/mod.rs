@@ -14,6 +14,8 @@ mod phone;
 mod shop;
 mod spec;
 mod supervisor;
+#[cfg(test)]
+mod test_support;
 mod todo;
 
 use std::collections::BTreeMap;

@@ -564,13 +564,7 @@ mod tests {
     }
 
     fn call(w: &mut World, api: &str, args: Value) -> ApiResult {
-        let named = args
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        w.call(APP, api, vec![], named)
+        super::super::test_support::call(w, APP, api, args)
     }
 
     fn password(w: &World, person: Id, app: &str) -> String {
@@ -583,10 +577,7 @@ mod tests {
     }
 
     fn login(w: &mut World, person: Id) -> String {
-        let email = w.db.person(person).email.clone();
-        let pw = password(w, person, APP);
-        let out = call(w, "login", json!({"username": email, "password": pw})).unwrap();
-        out["access_token"].as_str().unwrap().to_owned()
+        super::super::test_support::login(w, APP, person)
     }
 
     fn status(r: ApiResult) -> u16 {

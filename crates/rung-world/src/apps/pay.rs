@@ -484,26 +484,11 @@ mod tests {
     }
 
     fn call(w: &mut World, api: &str, args: Value) -> ApiResult {
-        let named = args
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        w.call(APP, api, vec![], named)
+        super::super::test_support::call(w, APP, api, args)
     }
 
     fn login(w: &mut World, person: Id) -> String {
-        let email = w.db.person(person).email.clone();
-        let pw =
-            w.db.accounts
-                .iter()
-                .find(|a| a.person_id == person && a.app == APP)
-                .unwrap()
-                .password
-                .clone();
-        let out = call(w, "login", json!({"username": email, "password": pw})).unwrap();
-        out["access_token"].as_str().unwrap().to_owned()
+        super::super::test_support::login(w, APP, person)
     }
 
     fn status(r: ApiResult) -> u16 {
