@@ -4,6 +4,7 @@
 //! world, regenerate the committed datasets, benchmark the world) are one short command with the
 //! right profile and paths, whatever the current directory.
 
+mod appworld;
 mod bench_model;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,9 @@ enum Task {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchTask),
+    /// The real AppWorld engine (from PyPI) in its own virtualenv: setup, synthetic data, serve.
+    #[command(subcommand)]
+    Appworld(appworld::AppworldTask),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command.args(["world", "export", "--out"]).arg(&out);
             cargo(command, "exporting the task suite")
         }
+        Task::Appworld(task) => appworld::run(&root, task),
         Task::Bench(BenchTask::Model(args)) => {
             bench_model::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
