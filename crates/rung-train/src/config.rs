@@ -133,7 +133,8 @@ pub struct TrainConfig {
     /// Step checkpoints kept (the best by validation loss is kept apart, in `best/`).
     #[serde(default = "default_keep_last")]
     pub keep_last: usize,
-    /// Print a progress line per epoch to stderr.
+    /// Show progress on stderr: a bar per epoch (loss, tokens/s, ETA) on a terminal, a summary
+    /// line per epoch otherwise ([`crate::progress`]).
     #[serde(default = "default_true")]
     pub progress: bool,
 }

@@ -17,15 +17,22 @@
 //! - Output directory: `config.json`, `tokenizer.json`, `metrics.jsonl` (per step and per
 //!   epoch), `checkpoints/step-N/` (last `keep_last`), `best/`, `summary.json`, `loss.svg`,
 //!   `loss.png`.
+//! - Progress ([`progress`]): a bar per epoch on a terminal, a line per epoch in logs.
+//! - Charts ([`plot`]): line charts as SVG and PNG with plotters and a bundled font, reusable
+//!   by other crates (`plot::line_chart`, `plot::register_font`).
 //!
 //! Dropout (LoRA dropout; the presets have none) draws from the backend RNG seeded with
 //! `mix(seed, step, micro_batch)` before every forward pass, so the RNG state is the step counter.
+//! That RNG is process-global (burn's CPU backend keeps one): a run with dropout is bitwise
+//! reproducible, and resumes exactly, with one trainer per process, as `rung train` runs it;
+//! trainers running concurrently in one process interleave their draws.
 
 pub mod checkpoint;
 pub mod config;
 pub mod loss;
 pub mod optim;
 pub mod plot;
+pub mod progress;
 pub mod trainer;
 
 pub use config::{Decay, ModelSpec, TrainConfig};

@@ -22,6 +22,7 @@ use crate::checkpoint::{self, TrainerState};
 use crate::config::{ModelSpec, TrainConfig};
 use crate::loss::{MicroBatch, micro_loss};
 use crate::optim::{AdamW, AdamWParams, HostGrads, clip, collect_grads, lr_at};
+use crate::progress::{Display, EpochProgress};
 
 /// The production `ChatRenderer`: rung-model's tokenizer and ChatML `chat::render`, so training
 /// text equals inference text token for token.
@@ -666,6 +667,13 @@ impl Trainer {
             let epoch = self.state.epoch;
             let epoch_started = Instant::now();
             let n_batches = self.epochs[epoch - 1].len();
+            let mut progress = EpochProgress::start(
+                Display::for_stderr(self.config.progress),
+                epoch,
+                self.config.epochs,
+                n_batches,
+                self.state.batch,
+            );
             while self.state.batch < n_batches {
                 if max_steps.is_some_and(|m| ran >= m) {
                     return Ok(None);
@@ -683,6 +691,7 @@ impl Trainer {
                 self.state.epoch_tokens += tokens;
                 self.tokens_this_process += tokens;
                 ran += 1;
+                progress.step(loss, tokens);
                 self.append_metrics(&serde_json::json!({
                     "kind": "step", "step": self.state.step, "epoch": epoch,
                     "batch": self.state.batch - 1, "loss": loss, "accuracy": acc, "lr": lr,
@@ -713,27 +722,7 @@ impl Trainer {
                 seconds: secs,
             };
             self.append_metrics(&record)?;
-            if self.config.progress {
-                let rate = self.tokens_this_process as f64
-                    / self.started.elapsed().as_secs_f64().max(1e-9);
-                let left: usize = self.epochs[epoch..]
-                    .iter()
-                    .flatten()
-                    .map(|b| b.lengths.iter().sum::<usize>())
-                    .sum();
-                let eta = left as f64 / rate.max(1e-9);
-                eprintln!(
-                    "epoch {epoch}/{}  step {}/{}  loss {}  val {}  acc {}  {:.0} tok/s  ETA {:.0}s",
-                    self.config.epochs,
-                    self.state.step,
-                    self.total_steps,
-                    fmt_opt(record.loss),
-                    fmt_opt(record.val_loss),
-                    fmt_opt(record.val_accuracy.or(record.accuracy)),
-                    rate,
-                    eta
-                );
-            }
+            progress.finish(&self.epoch_line(&record));
             let improved = match (val, self.state.best) {
                 (Some((v, _)), Some((b, _))) => v < b,
                 (Some(_), None) => true,
@@ -754,6 +743,30 @@ impl Trainer {
             self.last_epoch = Some(record);
         }
         Ok(Some(self.finish()?))
+    }
+
+    /// The summary line of a finished epoch: losses, accuracy, this process's mean tokens/s and
+    /// the run's ETA at that rate.
+    fn epoch_line(&self, record: &EpochRecord) -> String {
+        let rate = self.tokens_this_process as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let left: usize = self.epochs[record.epoch..]
+            .iter()
+            .flatten()
+            .map(|b| b.lengths.iter().sum::<usize>())
+            .sum();
+        let eta = left as f64 / rate.max(1e-9);
+        format!(
+            "epoch {}/{}  step {}/{}  loss {}  val {}  acc {}  {:.0} tok/s  ETA {:.0}s",
+            record.epoch,
+            self.config.epochs,
+            self.state.step,
+            self.total_steps,
+            fmt_opt(record.loss),
+            fmt_opt(record.val_loss),
+            fmt_opt(record.val_accuracy.or(record.accuracy)),
+            rate,
+            eta
+        )
     }
 
     /// Train to the end.
