@@ -1,106 +1,20 @@
 //! Trainer tests on the tiny preset with hand-built single-agent trajectories.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use rung_curriculum::{Curriculum, Schedule};
-use rung_model::LoraConfig;
-use rung_segment::build::EpisodeBuilder;
+use rung_model::{LoraConfig, LoraTarget};
 use rung_train::loss::{MicroBatch, micro_loss};
 use rung_train::optim::{HostGrads, collect_grads, param_values};
 use rung_train::{TrainConfig, Trainer};
-use rung_trajectory::{Episode, Role, SystemKind};
 
-const APPS: [&str; 4] = ["phone", "pay", "mail", "notes"];
+mod common;
 
-fn episode(i: usize) -> Episode {
-    let task = format!("{:07x}_1", 0xabc0000 + i);
-    let mut b = EpisodeBuilder::new(SystemKind::Single, &task, "Do two things.");
-    let c = b.open(
-        Role::Single,
-        "You write code.",
-        &format!("Task {i}: do two things."),
-    );
-    let app = APPS[i % 4];
-    b.code(
-        c,
-        Some(0),
-        &format!("t = apis.{app}.login(u={i})"),
-        true,
-        "ok",
-    );
-    b.code(
-        c,
-        Some(1),
-        &format!("print(apis.{app}.work(t, {i}))"),
-        true,
-        "done; the result is stored and the task can go on with the next step now.",
-    );
-    b.finish()
-}
-
-/// A scratch directory removed when dropped.
-struct TmpDir(PathBuf);
-
-impl std::ops::Deref for TmpDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmp(name: &str) -> TmpDir {
-    let dir = std::env::temp_dir().join(format!("rung-train-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TmpDir(dir)
-}
-
-fn write_data(dir: &Path, n: usize) -> PathBuf {
-    let path = dir.join("data.jsonl");
-    let episodes: Vec<Episode> = (0..n).map(episode).collect();
-    rung_trajectory::write_file(&path, &episodes).unwrap();
-    path
-}
-
-fn config(dir: &Path, n: usize) -> TrainConfig {
-    let data = write_data(dir, n);
-    let mut c = TrainConfig::new(data, dir.join("run"));
-    c.gold_plans = false;
-    c.validation_fraction = 0.0;
-    c.curriculum = Curriculum {
-        schedule: Schedule::All,
-        ..Curriculum::default()
-    };
-    c.progress = false;
-    c.batch_size = 2;
-    c.epochs = 2;
-    c.lr = 3e-3;
-    c.warmup_steps = 1;
-    c.max_seq_len = 256;
-    c
-}
-
-fn assert_same(a: &BTreeMap<String, Vec<f32>>, b: &BTreeMap<String, Vec<f32>>) {
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (k, va) in a {
-        let vb = &b[k];
-        assert!(
-            va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "parameter {k} differs"
-        );
-    }
-}
+use common::{TmpDir, assert_same, config, tmp};
 
 #[test]
 fn loss_falls_and_model_reproduces_its_trajectory() {
@@ -387,70 +301,177 @@ fn resume_after_drop_is_bitwise_identical() {
     assert_eq!(lines(&dir.join("full")), lines(&c.output_dir));
 }
 
-/// Not a test by itself: the child process of `killed_child_resumes_exactly`.
+/// The run the kill tests interrupt: 5 epochs of 2 steps, a checkpoint after every step; with
+/// `lora`, a rank-4 adapter on every projection whose dropout (0.1) draws from the seeded RNG.
+fn kill_config(dir: &Path, lora: bool) -> TrainConfig {
+    let mut c = config(dir, 4);
+    c.epochs = 5;
+    c.checkpoint_every = 1;
+    if lora {
+        c.lora = Some(LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.1,
+            use_rslora: false,
+            target_modules: LoraTarget::ALL.to_vec(),
+        });
+    }
+    c
+}
+
+/// Not a test by itself: a child process of the kill tests. Trains `kill_config` into
+/// `RUNG_TRAIN_CHILD_DIR/RUNG_TRAIN_CHILD_OUT` (LoRA when `RUNG_TRAIN_CHILD_LORA` is set), or
+/// resumes the run there when `RUNG_TRAIN_CHILD_RESUME` is set.
+///
+/// Every run of the kill tests has a process of its own because dropout draws from the
+/// backend's process-global RNG, which other tests of this binary re-seed concurrently.
 #[test]
 #[ignore]
 fn child_training_process() {
     let Ok(dir) = std::env::var("RUNG_TRAIN_CHILD_DIR") else {
         return;
     };
-    let mut c = config(Path::new(&dir), 4);
-    c.epochs = 5;
-    c.checkpoint_every = 1;
-    rung_train::train(c).unwrap();
+    let out = Path::new(&dir).join(std::env::var("RUNG_TRAIN_CHILD_OUT").unwrap());
+    if std::env::var_os("RUNG_TRAIN_CHILD_RESUME").is_some() {
+        rung_train::resume(&out).unwrap();
+    } else {
+        let lora = std::env::var_os("RUNG_TRAIN_CHILD_LORA").is_some();
+        let mut c = kill_config(Path::new(&dir), lora);
+        c.output_dir = out;
+        rung_train::train(c).unwrap();
+    }
 }
 
-#[test]
-fn killed_child_resumes_exactly() {
-    let dir = tmp("kill");
-    let mut c = config(&dir, 4);
-    c.epochs = 5;
-    c.checkpoint_every = 1;
-    let reference_dir = dir.join("reference");
-    let mut reference = Trainer::new(TrainConfig {
-        output_dir: reference_dir,
-        ..c.clone()
-    })
-    .unwrap();
-    reference.run().unwrap();
-
-    let exe = std::env::current_exe().unwrap();
-    let mut child = std::process::Command::new(exe)
+/// A child process running `child_training_process` on `dir/out`.
+fn spawn_child(dir: &Path, out: &str, lora: bool, resume: bool) -> std::process::Child {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
         .args([
             "--ignored",
             "--exact",
             "child_training_process",
             "--test-threads=1",
         ])
-        .env("RUNG_TRAIN_CHILD_DIR", &*dir)
+        .env("RUNG_TRAIN_CHILD_DIR", dir)
+        .env("RUNG_TRAIN_CHILD_OUT", out)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let ckpts = dir.join("run/checkpoints");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while rung_train::checkpoint::list(&ckpts).is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+        .stderr(std::process::Stdio::null());
+    if lora {
+        child.env("RUNG_TRAIN_CHILD_LORA", "1");
     }
+    if resume {
+        child.env("RUNG_TRAIN_CHILD_RESUME", "1");
+    }
+    child.spawn().unwrap()
+}
+
+fn finish(mut child: std::process::Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+/// The parameters of the newest checkpoint of the run in `run`.
+fn final_params(run: &Path) -> BTreeMap<String, Vec<f32>> {
+    let ckpt = rung_train::checkpoint::latest(&run.join("checkpoints")).unwrap();
+    let (model, _, _) =
+        rung_train::checkpoint::load(&ckpt, &rung_model::autodiff_device()).unwrap();
+    param_values(&model)
+}
+
+/// Trains `kill_config` uninterrupted into `<dir>/reference`; trains it again into `<dir>/run`,
+/// killing that process at a random moment just after a random step's checkpoint; resumes the
+/// killed run to the end. Returns the folder and the final parameters of both runs.
+fn kill_and_resume(name: &str, lora: bool) -> (TmpDir, ParamMap, ParamMap) {
+    let dir = tmp(name);
+    finish(
+        spawn_child(&dir, "reference", lora, false),
+        "the reference run",
+    );
+    let total = rung_train::checkpoint::list(&dir.join("reference/checkpoints"))
+        .last()
+        .unwrap()
+        .0;
+
+    let mut child = spawn_child(&dir, "run", lora, false);
+    // A random step in 1..total-1 and a random delay of up to 20 ms after its checkpoint: the
+    // child dies somewhere inside the next step (or its checkpoint write), never after the end.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .subsec_nanos();
-    let wait = u64::from(nanos % 300);
-    std::thread::sleep(Duration::from_millis(wait));
+        .subsec_nanos() as usize;
+    let target = 1 + nanos % (total - 2);
+    let wait = (nanos / 7) % 20;
+    let ckpts = dir.join("run/checkpoints");
+    let newest = || {
+        rung_train::checkpoint::list(&ckpts)
+            .last()
+            .map_or(0, |c| c.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while newest() < target && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(wait as u64));
     child.kill().unwrap();
     child.wait().unwrap();
-    let killed_at = rung_train::checkpoint::list(&ckpts).last().unwrap().0;
-    eprintln!("killed after {wait} ms, newest checkpoint at step {killed_at}");
+    let killed_at = newest();
+    eprintln!("killed {wait} ms after step {target}; newest checkpoint at step {killed_at}");
     assert!(
-        killed_at < reference.total_steps(),
-        "the child was killed before it finished"
+        (1..total).contains(&killed_at),
+        "the child was killed mid-run (newest checkpoint {killed_at} of {total} steps)"
     );
-    let mut resumed = Trainer::resume(&dir.join("run")).unwrap();
-    resumed.run().unwrap();
-    assert_same(
-        &param_values(reference.model()),
-        &param_values(resumed.model()),
+    finish(spawn_child(&dir, "run", lora, true), "the resumed run");
+    assert_eq!(newest(), total, "the resumed run finished");
+    let reference = final_params(&dir.join("reference"));
+    let resumed = final_params(&dir.join("run"));
+    (dir, reference, resumed)
+}
+
+type ParamMap = BTreeMap<String, Vec<f32>>;
+
+#[test]
+fn killed_child_resumes_exactly() {
+    let (_dir, reference, resumed) = kill_and_resume("kill", false);
+    assert_same(&reference, &resumed);
+}
+
+#[test]
+fn killed_lora_child_with_dropout_resumes_exactly() {
+    let (dir, reference, resumed) = kill_and_resume("kill-lora", true);
+    let adapter = |params: &ParamMap| -> ParamMap {
+        params
+            .iter()
+            .filter(|(k, _)| k.starts_with("adapter"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let expected = adapter(&reference);
+    assert_eq!(
+        expected.len(),
+        7 * 2 * 3,
+        "A and B of 7 projections × 3 layers"
+    );
+    assert_same(&expected, &adapter(&resumed));
+    assert_same(&reference, &resumed);
+    let peft = |run: &str| std::fs::read(dir.join(run).join("adapter/adapter_model.safetensors"));
+    assert_eq!(
+        peft("reference").unwrap(),
+        peft("run").unwrap(),
+        "the exported PEFT adapters are byte-identical"
+    );
+    // Dropout was in effect: the same run without it ends with other adapter weights, so the
+    // identity above depends on restoring the dropout RNG exactly. (No dropout: no RNG, so this
+    // run may share the process with other tests.)
+    let mut c = kill_config(&dir.join("no-dropout"), true);
+    if let Some(lora) = &mut c.lora {
+        lora.dropout = 0.0;
+    }
+    let mut plain = Trainer::new(c).unwrap();
+    plain.run().unwrap();
+    assert_ne!(
+        adapter(&param_values(plain.model())),
+        expected,
+        "dropout changes the trained adapter"
     );
 }
 
