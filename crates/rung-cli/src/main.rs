@@ -9,6 +9,7 @@
 mod curriculum_cmd;
 mod data_cmd;
 mod eval_cmd;
+mod experiment_cmd;
 mod model_cmd;
 mod train_cmd;
 
@@ -51,6 +52,7 @@ enum Command {
     Curriculum(curriculum_cmd::CurriculumCommand),
     /// Train a model or LoRA adapter on expert trajectories (or resume a run).
     Train(train_cmd::TrainArgs),
+    Experiment(experiment_cmd::ExperimentArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +194,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval_cmd::run(&args),
         Command::Curriculum(command) => curriculum_cmd::run(command),
         Command::Train(args) => train_cmd::run(&args),
+        Command::Experiment(args) => experiment_cmd::run(&args),
         Command::World(command) => match command {
             WorldCommand::Serve(args) => serve(&args),
             WorldCommand::Export(args) => export_splits(&args),

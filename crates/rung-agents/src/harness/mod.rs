@@ -27,6 +27,7 @@ use crate::gold::{GoldSource, WorldGold};
 use crate::system::System;
 pub use report::{CostReport, EvalReport, MeanCost};
 use subtasks::SubtaskVerdict;
+pub use subtasks::{Rate, SubtaskErrors};
 
 /// An episode with its sub-task verdicts (`None` where it was not judged).
 pub type JudgedEpisode = (Episode, Option<Vec<SubtaskVerdict>>);

@@ -1,0 +1,501 @@
+//! `report.md` and `results.json`: tables, plots and a verdict on each of the paper's claims
+//! that says no more than the numbers do.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ExperimentError;
+use crate::config::{ExperimentConfig, split_name};
+use crate::plan::short;
+use crate::results::{ConfigSummary, RunResult, Stat, summarise};
+use crate::store::write_atomic;
+
+/// Files the report wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `report.md`.
+    pub report: PathBuf,
+    /// `results.json`.
+    pub results: PathBuf,
+}
+
+/// How far the numbers support a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every comparison goes the claimed way, beyond the seed spread.
+    Supported,
+    /// The comparisons go the claimed way but not beyond the seed spread, or some go each way.
+    Inconclusive,
+    /// At least one comparison goes the other way beyond the seed spread.
+    NotSupported,
+    /// The experiment has no comparison for it.
+    NotTested,
+}
+
+impl Verdict {
+    fn text(self) -> &'static str {
+        match self {
+            Verdict::Supported => "supported",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::NotSupported => "not supported",
+            Verdict::NotTested => "not tested",
+        }
+    }
+}
+
+/// One of the paper's claims, checked against this experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The claim, in the paper's words (REFERENCE §1).
+    pub claim: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The numbers behind it.
+    pub evidence: Vec<String>,
+}
+
+/// The whole `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// The experiment's name.
+    pub experiment: String,
+    /// The config.
+    pub config: ExperimentConfig,
+    /// The headline split.
+    pub test_split: String,
+    /// Runs the config asks for (more than `runs` while the experiment is unfinished).
+    pub planned_runs: usize,
+    /// Every run done.
+    pub runs: Vec<RunResult>,
+    /// Per split: configurations over seeds.
+    pub configurations: BTreeMap<String, Vec<ConfigSummary>>,
+    /// Labels of the configurations on the Pareto front of the test split.
+    pub pareto_front: Vec<String>,
+    /// The paper's claims.
+    pub claims: Vec<Claim>,
+}
+
+/// Writes `results.json`, `report.md` and the plots under `out`.
+pub fn write(
+    config: &ExperimentConfig,
+    runs: &[RunResult],
+    planned_runs: usize,
+    out: &Path,
+) -> Result<Written, ExperimentError> {
+    let test = split_name(config.test_split());
+    let configurations: BTreeMap<String, Vec<ConfigSummary>> = config
+        .evaluation
+        .splits
+        .iter()
+        .map(|s| {
+            let name = split_name(*s);
+            let summaries = summarise(runs, &name);
+            (name, summaries)
+        })
+        .collect();
+    let headline = configurations.get(&test).cloned().unwrap_or_default();
+    let claims = claims(&headline);
+    let results = Results {
+        experiment: config.name.clone(),
+        config: config.clone(),
+        test_split: test.clone(),
+        planned_runs,
+        runs: runs.to_vec(),
+        pareto_front: headline
+            .iter()
+            .filter(|c| c.pareto)
+            .map(|c| c.label.clone())
+            .collect(),
+        configurations,
+        claims,
+    };
+    let plots = out.join("plots");
+    std::fs::create_dir_all(&plots).map_err(|e| crate::store::io(&plots, e))?;
+    crate::plots::pareto(&plots.join("pareto"), &headline, &test)?;
+    let error_plots =
+        crate::plots::subtask_errors(&plots.join("subtask-errors"), &headline, &test)?;
+    crate::plots::loss_curves(&plots.join("loss"), runs)?;
+    let results_path = out.join("results.json");
+    write_atomic(
+        &results_path,
+        &serde_json::to_string_pretty(&results).expect("results serialise"),
+    )?;
+    let report_path = out.join("report.md");
+    write_atomic(&report_path, &markdown(&results, &error_plots, out))?;
+    Ok(Written {
+        report: report_path,
+        results: results_path,
+    })
+}
+
+/// Difference of two means and whether it exceeds the seeds' spread (the sum of the standard
+/// deviations; with one seed per side there is no spread to exceed, so it never does).
+fn beyond_spread(a: &Stat, b: &Stat) -> bool {
+    a.n > 1 && b.n > 1 && (a.mean - b.mean).abs() > a.std + b.std
+}
+
+/// A verdict from comparisons `(label, better, worse-or-equal, lower_is_better)`.
+fn verdict(deltas: &[(bool, bool)]) -> Verdict {
+    // (goes the claimed way, beyond spread)
+    if deltas.is_empty() {
+        return Verdict::NotTested;
+    }
+    if deltas.iter().any(|&(right, beyond)| !right && beyond) {
+        return Verdict::NotSupported;
+    }
+    if deltas.iter().all(|&(right, beyond)| right && beyond) {
+        return Verdict::Supported;
+    }
+    Verdict::Inconclusive
+}
+
+/// The paper's three claims against the headline split.
+pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
+    let find = |c: &ConfigSummary, schedule: &str| {
+        let twin = c.configuration.with_schedule(schedule);
+        summaries.iter().find(|s| s.configuration == twin)
+    };
+    let pairs: Vec<(&ConfigSummary, &ConfigSummary)> = summaries
+        .iter()
+        .filter(|c| c.configuration.schedule == "prost")
+        .filter_map(|c| find(c, "all").map(|a| (c, a)))
+        .collect();
+
+    // 1. ProST improves every multi-agent configuration (TGC).
+    let mut evidence = Vec::new();
+    let mut deltas = Vec::new();
+    for (prost, all) in pairs
+        .iter()
+        .filter(|(p, _)| p.configuration.system != rung_trajectory::SystemKind::Single)
+    {
+        let right = prost.tgc.mean > all.tgc.mean;
+        let beyond = beyond_spread(&prost.tgc, &all.tgc);
+        deltas.push((right, beyond));
+        evidence.push(format!(
+            "{} {}: TGC prost {} vs all {} ({:+.1} points{})",
+            short(prost.configuration.system),
+            prost.configuration.allocation(),
+            prost.tgc.show(1),
+            all.tgc.show(1),
+            prost.tgc.mean - all.tgc.mean,
+            spread_note(&prost.tgc, &all.tgc),
+        ));
+    }
+    let all_zero = pairs
+        .iter()
+        .all(|(p, a)| p.tgc.max == 0.0 && a.tgc.max == 0.0);
+    let mut first = verdict(&deltas);
+    if !pairs.is_empty() && all_zero {
+        first = Verdict::Inconclusive;
+        evidence.push("no configuration completed any task under either schedule".into());
+    }
+    let mut claims = vec![Claim {
+        claim: "ProST improves every multi-agent configuration.".into(),
+        verdict: first,
+        evidence,
+    }];
+
+    // 2. Fine-tuned multi-agent systems lie on the Pareto front.
+    let front: Vec<&ConfigSummary> = summaries.iter().filter(|c| c.pareto).collect();
+    let multi_on_front: Vec<&&ConfigSummary> = front
+        .iter()
+        .filter(|c| c.configuration.system != rung_trajectory::SystemKind::Single)
+        .collect();
+    let has_multi = summaries
+        .iter()
+        .any(|c| c.configuration.system != rung_trajectory::SystemKind::Single);
+    let has_single = summaries
+        .iter()
+        .any(|c| c.configuration.system == rung_trajectory::SystemKind::Single);
+    let mut evidence: Vec<String> = front
+        .iter()
+        .map(|c| {
+            format!(
+                "on the front: {} (TGC {}, {:.2e} FLOPs/task)",
+                c.label,
+                c.tgc.show(1),
+                c.flops_per_task.mean
+            )
+        })
+        .collect();
+    let useful_front = front.iter().any(|c| c.tgc.mean > 0.0);
+    let second = if !has_multi || !has_single {
+        Verdict::NotTested
+    } else if !useful_front {
+        evidence.push("every configuration has 0% TGC, so the front only orders costs".into());
+        Verdict::Inconclusive
+    } else if multi_on_front.iter().any(|c| c.tgc.mean > 0.0) {
+        Verdict::Supported
+    } else {
+        Verdict::NotSupported
+    };
+    claims.push(Claim {
+        claim: "Fine-tuned multi-agent systems lie on the effectiveness–efficiency Pareto front."
+            .into(),
+        verdict: second,
+        evidence,
+    });
+
+    // 3. ProST lowers sub-task error rates.
+    let mut evidence = Vec::new();
+    let mut deltas = Vec::new();
+    for (prost, all) in &pairs {
+        let (Some(p), Some(a)) = (&prost.subtask_error, &all.subtask_error) else {
+            continue;
+        };
+        let right = p.mean < a.mean;
+        deltas.push((right, beyond_spread(p, a)));
+        evidence.push(format!(
+            "{} {}: sub-task error prost {}% vs all {}% ({:+.1} points{})",
+            short(prost.configuration.system),
+            prost.configuration.allocation(),
+            p.show(1),
+            a.show(1),
+            p.mean - a.mean,
+            spread_note(p, a),
+        ));
+    }
+    claims.push(Claim {
+        claim: "ProST lowers sub-task error rates.".into(),
+        verdict: verdict(&deltas),
+        evidence,
+    });
+    claims
+}
+
+fn spread_note(a: &Stat, b: &Stat) -> String {
+    if a.n < 2 || b.n < 2 {
+        ", one seed: no spread to judge by".into()
+    } else if beyond_spread(a, b) {
+        ", beyond the seed spread".into()
+    } else {
+        ", within the seed spread".into()
+    }
+}
+
+fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
+    let config = &results.config;
+    let test = &results.test_split;
+    let mut md = String::new();
+    let _ = writeln!(md, "# Experiment `{}`\n", config.name);
+    if !config.description.trim().is_empty() {
+        let _ = writeln!(md, "{}\n", config.description.trim());
+    }
+    if results.runs.len() < results.planned_runs {
+        let _ = writeln!(
+            md,
+            "**Partial report: {} of {} runs done.** Run the experiment again to resume.\n",
+            results.runs.len(),
+            results.planned_runs
+        );
+    }
+    let _ = writeln!(
+        md,
+        "{} runs; headline split `{test}`{}. TGC/SGC in percent; FLOPs per task are measured \
+         over every model call of an episode; training FLOPs are 6·N·tokens (4·N·tokens for \
+         LoRA). `±` is one standard deviation over seeds.\n",
+        results.runs.len(),
+        config
+            .evaluation
+            .tasks_per_split
+            .map(|n| format!(" (first {n} tasks of each split)"))
+            .unwrap_or_default(),
+    );
+    let _ = writeln!(md, "## Claims of the paper\n");
+    for claim in &results.claims {
+        let _ = writeln!(md, "- **{}** — {}.", claim.claim, claim.verdict.text());
+        for line in &claim.evidence {
+            let _ = writeln!(md, "  - {line}");
+        }
+    }
+    let _ = writeln!(md);
+    for (split, summaries) in &results.configurations {
+        let _ = writeln!(md, "## Results on `{split}`\n");
+        md.push_str(&table(summaries));
+        md.push('\n');
+    }
+    let _ = writeln!(md, "## Pareto front (`{test}`)\n");
+    let _ = writeln!(md, "![Pareto front](plots/pareto.svg)\n");
+    if !error_plots.is_empty() {
+        let _ = writeln!(md, "## Sub-task error rate by index (`{test}`)\n");
+        if let Some(summaries) = results.configurations.get(test) {
+            md.push_str(&error_table(summaries));
+            md.push('\n');
+        }
+        for path in error_plots {
+            let rel = path.strip_prefix(out).unwrap_or(path);
+            let _ = writeln!(md, "![sub-task errors]({}.svg)\n", rel.display());
+        }
+    }
+    let _ = writeln!(md, "## Training\n");
+    let _ = writeln!(
+        md,
+        "Validation loss (every sub-task supervised) per epoch and against training compute: \
+         ProST's early epochs see shorter conversations, so schedules differ in compute too.\n"
+    );
+    let _ = writeln!(md, "![loss by epoch](plots/loss-epochs.svg)\n");
+    let _ = writeln!(md, "![loss by FLOPs](plots/loss-flops.svg)\n");
+    let _ = writeln!(
+        md,
+        "| run | role | params | supervised tokens | tokens | FLOPs | seconds | final val loss |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for run in &results.runs {
+        for (role, t) in &run.training {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {} |",
+                run.name,
+                role.name(),
+                t.params,
+                t.supervised_tokens,
+                t.tokens,
+                t.flops,
+                t.wall_seconds,
+                t.final_val_loss.map_or("–".into(), |v| format!("{v:.3}"))
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nFull numbers, per run and per seed: `results.json`. Stage outputs (trajectories, \
+         checkpoints, metrics): `stages/`."
+    );
+    md
+}
+
+fn table(summaries: &[ConfigSummary]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| configuration | params | TGC | SGC | sub-task error | FLOPs/task | tokens/task | s/task | training FLOPs | Pareto |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|");
+    for s in summaries {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {:.2} | {:.2e} | {} |",
+            s.label,
+            s.params,
+            s.tgc.show(1),
+            s.sgc.show(1),
+            s.subtask_error.map_or("–".into(), |e| e.show(1)),
+            s.flops_per_task.mean,
+            s.tokens_per_task.mean,
+            s.seconds_per_task.mean,
+            s.training_flops.mean,
+            if s.pareto { "★" } else { "" }
+        );
+    }
+    md
+}
+
+fn error_table(summaries: &[ConfigSummary]) -> String {
+    let width = summaries
+        .iter()
+        .map(|s| s.subtask_error_by_index.len())
+        .max()
+        .unwrap_or(0);
+    let mut md = String::new();
+    let head: Vec<String> = (1..=width).map(|i| format!("#{i}")).collect();
+    let _ = writeln!(md, "| configuration | {} |", head.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---:|".repeat(width));
+    for s in summaries {
+        let cells: Vec<String> = (0..width)
+            .map(|i| {
+                s.subtask_error_by_index
+                    .get(i)
+                    .map_or("–".into(), |stat| stat.show(0))
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", s.label, cells.join(" | "));
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Configuration;
+    use rung_trajectory::{Role, SystemKind};
+
+    fn summary(system: SystemKind, schedule: &str, tgc: &[f64], err: &[f64]) -> ConfigSummary {
+        let models: BTreeMap<Role, String> = system
+            .roles()
+            .iter()
+            .map(|r| (*r, "tiny".to_string()))
+            .collect();
+        let configuration = Configuration {
+            system,
+            models,
+            schedule: schedule.into(),
+        };
+        ConfigSummary {
+            label: configuration.to_string(),
+            configuration,
+            seeds: (0..tgc.len() as u64).collect(),
+            params: 1,
+            tgc: Stat::of(tgc),
+            sgc: Stat::of(tgc),
+            tgc_by_difficulty: BTreeMap::new(),
+            flops_per_task: Stat::of(&[1e9]),
+            tokens_per_task: Stat::of(&[1.0]),
+            seconds_per_task: Stat::of(&[1.0]),
+            interactions_per_task: Stat::of(&[1.0]),
+            subtask_error: Some(Stat::of(err)),
+            subtask_error_by_index: vec![],
+            subtask_error_by_role: BTreeMap::new(),
+            training_flops: Stat::of(&[1.0]),
+            training_supervised_tokens: Stat::of(&[1.0]),
+            training_seconds: Stat::of(&[1.0]),
+            pareto: false,
+        }
+    }
+
+    #[test]
+    fn claims_follow_the_numbers_and_their_spread() {
+        let two = SystemKind::TwoAgent;
+        // Clearly better beyond the spread.
+        let s = [
+            summary(two, "prost", &[40.0, 42.0], &[10.0, 11.0]),
+            summary(two, "all", &[20.0, 21.0], &[30.0, 31.0]),
+        ];
+        let c = claims(&s);
+        assert_eq!(c[0].verdict, Verdict::Supported, "{:?}", c[0]);
+        assert_eq!(c[2].verdict, Verdict::Supported, "{:?}", c[2]);
+        // Better within the spread: inconclusive.
+        let s = [
+            summary(two, "prost", &[30.0, 40.0], &[10.0, 20.0]),
+            summary(two, "all", &[28.0, 38.0], &[12.0, 22.0]),
+        ];
+        assert_eq!(claims(&s)[0].verdict, Verdict::Inconclusive);
+        // Worse beyond the spread.
+        let s = [
+            summary(two, "prost", &[10.0, 11.0], &[40.0, 41.0]),
+            summary(two, "all", &[30.0, 31.0], &[10.0, 11.0]),
+        ];
+        let c = claims(&s);
+        assert_eq!(c[0].verdict, Verdict::NotSupported);
+        assert_eq!(c[2].verdict, Verdict::NotSupported);
+        // One seed: never beyond the spread, so never "supported".
+        let s = [
+            summary(two, "prost", &[40.0], &[10.0]),
+            summary(two, "all", &[20.0], &[30.0]),
+        ];
+        let c = claims(&s);
+        assert_eq!(c[0].verdict, Verdict::Inconclusive);
+        assert!(c[0].evidence[0].contains("one seed"), "{:?}", c[0].evidence);
+        // Everything at zero.
+        let s = [
+            summary(two, "prost", &[0.0, 0.0], &[100.0, 100.0]),
+            summary(two, "all", &[0.0, 0.0], &[100.0, 100.0]),
+        ];
+        assert_eq!(claims(&s)[0].verdict, Verdict::Inconclusive);
+        // No single-agent configuration: the Pareto claim is not tested.
+        assert_eq!(claims(&s)[1].verdict, Verdict::NotTested);
+    }
+}

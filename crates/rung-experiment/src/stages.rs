@@ -1,0 +1,507 @@
+//! The stages: expert data, the shared tokenizer, one role's training, one run's evaluation.
+//!
+//! Each function takes its inputs, finds or creates its content-addressed [`Stage`], skips
+//! the work when the stage is done, and otherwise does it and records its result in
+//! `done.json`. Training resumes from the newest checkpoint when a previous run was killed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rung_agents::{
+    DataGenOptions, Decoding, EvalReport, ExpertOptions, ModelPolicyOptions, ModelSpec, System,
+    evaluate, generate_expert_data, load_role_policies,
+};
+use rung_curriculum::Curriculum;
+use rung_env::Split;
+use rung_model::ModelSource;
+use rung_model::tokenizer::Tokenizer;
+use rung_train::TrainConfig;
+use rung_trajectory::Role;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::ExperimentError;
+use crate::config::{
+    CheckpointChoice, EnvironmentConfig, ExperimentConfig, TokenizerConfig, split_name,
+};
+use crate::episodes::Episodes;
+use crate::plan::{Run, TrainJob, short};
+use crate::store::{Stage, StageKind, Store, io, write_atomic};
+
+/// A finished data stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataOutput {
+    /// Content key (read by later stages' keys).
+    pub key: String,
+    /// The trajectories (JSONL).
+    pub trajectories: PathBuf,
+    /// Episodes written.
+    pub episodes: usize,
+    /// The experts' evaluation (must be 100% TGC on the embedded world).
+    pub tgc: f64,
+}
+
+/// Plays the experts of `system` over `split` and writes their trajectories.
+pub fn data(
+    config: &ExperimentConfig,
+    store: &Store,
+    episodes: &Episodes,
+    system: rung_trajectory::SystemKind,
+    split: Split,
+    limit: Option<usize>,
+) -> Result<DataOutput, ExperimentError> {
+    let inputs = json!({
+        "environment": config.environment, "system": system, "split": split, "limit": limit,
+        "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
+        "seed": config.data.seed,
+    });
+    let name = format!("{}-{}", short(system), split_name(split));
+    let stage = store.stage(StageKind::Data, &name, &inputs);
+    let trajectories = stage.dir.join("trajectories.jsonl");
+    if let Some(done) = store.done(&stage)? {
+        return parse_done(&stage, done);
+    }
+    store.log(json!({"event": "start", "stage": "data", "name": name, "key": stage.key}));
+    let started = Instant::now();
+    let options = DataGenOptions {
+        run: episodes.options(split, limit, Some(format!("experts {name}")))?,
+        expert: ExpertOptions {
+            mistake_rate: config.data.mistake_rate,
+            docs_rate: config.data.docs_rate,
+        },
+        budgets: rung_agents::Budgets::default(),
+        seed: config.data.seed,
+        apps: episodes.apps(),
+        keep_failures: false,
+    };
+    let report = generate_expert_data(split, system, &options, &trajectories)
+        .map_err(|e| ExperimentError::Stage(format!("expert data {name}: {e}")))?;
+    if !report.failed.is_empty() {
+        let ids: Vec<&str> = report.failed.iter().map(|t| t.as_str()).collect();
+        return Err(ExperimentError::Stage(format!(
+            "expert data {name}: {} expert episode(s) failed their evaluation, so their gold \
+             plans are broken: {}",
+            ids.len(),
+            ids.join(", ")
+        )));
+    }
+    let output = DataOutput {
+        key: stage.key.clone(),
+        trajectories,
+        episodes: report.written,
+        tgc: report.eval.scores.overall.tgc,
+    };
+    finish(store, &stage, &output, started)?;
+    Ok(output)
+}
+
+/// The shared tokenizer: a file, or `None` when each HF model brings its own.
+pub fn tokenizer(
+    config: &ExperimentConfig,
+    store: &Store,
+    train_data: &[DataOutput],
+) -> Result<Option<(PathBuf, String)>, ExperimentError> {
+    match &config.tokenizer {
+        TokenizerConfig::Model => Ok(None),
+        TokenizerConfig::File { path } => {
+            let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+            Tokenizer::from_file(path).map_err(|e| {
+                ExperimentError::Config(format!("`tokenizer.path` {}: {e}", path.display()))
+            })?;
+            let key = crate::store::content_key(
+                StageKind::Tokenizer,
+                &json!({"file_bytes": String::from_utf8_lossy(&bytes)}),
+            );
+            Ok(Some((path.clone(), key)))
+        }
+        TokenizerConfig::Train { vocab_size } => {
+            let keys: Vec<&str> = train_data.iter().map(|d| d.key.as_str()).collect();
+            let inputs = json!({"vocab_size": vocab_size, "data": keys});
+            let stage = store.stage(StageKind::Tokenizer, "bpe", &inputs);
+            let file = stage.dir.join("tokenizer.json");
+            if store.done(&stage)?.is_some() {
+                return Ok(Some((file, stage.key)));
+            }
+            store.log(json!({"event": "start", "stage": "tokenizer", "key": stage.key}));
+            let started = Instant::now();
+            let mut corpus = Vec::new();
+            for data in train_data {
+                let episodes = rung_trajectory::read_file(&data.trajectories).map_err(|e| {
+                    ExperimentError::Stage(format!("{}: {e}", data.trajectories.display()))
+                })?;
+                corpus.extend(
+                    episodes
+                        .iter()
+                        .flat_map(|e| e.turns.iter())
+                        .flat_map(|t| t.messages.iter())
+                        .map(|m| m.content.clone()),
+                );
+            }
+            let tokenizer = Tokenizer::train_bpe(corpus, *vocab_size, 2)
+                .map_err(|e| ExperimentError::Stage(format!("training the tokenizer: {e}")))?;
+            std::fs::create_dir_all(&stage.dir).map_err(|e| io(&stage.dir, e))?;
+            let tmp = stage.dir.join("tokenizer.json.tmp");
+            tokenizer
+                .save(&tmp)
+                .map_err(|e| ExperimentError::Stage(format!("saving the tokenizer: {e}")))?;
+            std::fs::rename(&tmp, &file).map_err(|e| io(&file, e))?;
+            finish(store, &stage, &json!({"vocab_size": vocab_size}), started)?;
+            Ok(Some((file, stage.key)))
+        }
+    }
+}
+
+/// The local directory of an HF model: a directory as given, or a hub id's snapshot in the
+/// local HF cache.
+pub fn hf_dir(spec: &str) -> Result<PathBuf, ExperimentError> {
+    match ModelSource::parse(spec) {
+        ModelSource::Dir(dir) => Ok(dir),
+        hub => {
+            let files = hub.resolve().map_err(|e| {
+                ExperimentError::Config(format!(
+                    "model `{spec}` is not in the local HF cache ({e}); download it first, \
+                     e.g. `huggingface-cli download {spec}`"
+                ))
+            })?;
+            Ok(files
+                .config
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default())
+        }
+    }
+}
+
+/// The `rung train` config of one role's model: `[training]`, then the model's own training
+/// keys, then what the experiment owns.
+#[allow(clippy::too_many_arguments)]
+pub fn train_config_for(
+    config: &ExperimentConfig,
+    model: &str,
+    data: &Path,
+    validation: &Path,
+    role: Role,
+    curriculum: &Curriculum,
+    seed: u64,
+    output_dir: &Path,
+    tokenizer: Option<&Path>,
+) -> anyhow::Result<TrainConfig> {
+    let entry = config
+        .models
+        .get(model)
+        .ok_or_else(|| anyhow::anyhow!("no model `{model}`"))?;
+    let mut merged = serde_json::to_value(&config.training)?;
+    let overrides = serde_json::to_value(&entry.training)?;
+    if let (Some(base), Some(over)) = (merged.as_object_mut(), overrides.as_object()) {
+        for (k, v) in over {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    let object = merged
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("`training` must be a table"))?;
+    let model_spec = match (&entry.preset, &entry.hf) {
+        (Some(preset), _) => json!({"preset": preset}),
+        (None, Some(hf)) => {
+            // Validation must not need the weights; a missing model fails at training time.
+            let dir = hf_dir(hf).unwrap_or_else(|_| PathBuf::from(hf));
+            json!({"hf_dir": dir})
+        }
+        (None, None) => anyhow::bail!("model `{model}` has neither preset nor hf"),
+    };
+    let (gold_plans, world_seed) = match &config.environment {
+        EnvironmentConfig::Embedded { suite_seed } => (true, *suite_seed),
+        EnvironmentConfig::Appworld { .. } => (false, 0),
+    };
+    object.insert("data".into(), json!(data));
+    object.insert("validation_data".into(), json!(validation));
+    object.insert("output_dir".into(), json!(output_dir));
+    object.insert("model".into(), model_spec);
+    object.insert("tokenizer".into(), json!(tokenizer));
+    object.insert("lora".into(), serde_json::to_value(&entry.lora)?);
+    object.insert("roles".into(), json!([role]));
+    object.insert("curriculum".into(), serde_json::to_value(curriculum)?);
+    object.insert("seed".into(), json!(seed));
+    object.insert("gold_plans".into(), json!(gold_plans));
+    object.insert("world_seed".into(), json!(world_seed));
+    object.insert("progress".into(), json!(true));
+    TrainConfig::from_json(&merged.to_string())
+}
+
+/// What one epoch of a training run cost and reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochCost {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Mean training loss over the epoch's supervised tokens.
+    pub loss: Option<f64>,
+    /// Validation loss after the epoch (every sub-task supervised).
+    pub val_loss: Option<f64>,
+    /// Tokens processed (prompts included, padding excluded).
+    pub tokens: u64,
+    /// Supervised tokens.
+    pub supervised_tokens: u64,
+    /// Training FLOPs up to and including this epoch.
+    pub cumulative_flops: f64,
+    /// Seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// A finished training stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOutput {
+    /// Content key.
+    pub key: String,
+    /// The run directory (`rung train`'s output).
+    pub dir: PathBuf,
+    /// The model directory that plays (`best/` or the last checkpoint).
+    pub model_dir: PathBuf,
+    /// Its tokenizer.
+    pub tokenizer: PathBuf,
+    /// Parameters of the model (base and adapter).
+    pub params: u64,
+    /// Parameters trained.
+    pub trainable_params: u64,
+    /// Per epoch.
+    pub epochs: Vec<EpochCost>,
+    /// Tokens over all epochs.
+    pub tokens: u64,
+    /// Supervised tokens over all epochs.
+    pub supervised_tokens: u64,
+    /// Training FLOPs: 6·N·tokens for full training, 4·N·tokens for LoRA (no weight gradients
+    /// of the frozen base), N the model's parameters.
+    pub flops: f64,
+    /// Seconds over all epochs (across resumptions).
+    pub wall_seconds: f64,
+    /// Final validation loss.
+    pub final_val_loss: Option<f64>,
+}
+
+/// Trains one role's model (or resumes it).
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    config: &ExperimentConfig,
+    store: &Store,
+    job: &TrainJob,
+    data: &DataOutput,
+    validation: &DataOutput,
+    tokenizer: Option<&(PathBuf, String)>,
+) -> Result<TrainOutput, ExperimentError> {
+    let entry = &config.models[&job.model];
+    let curriculum = &config.schedules[&job.schedule];
+    let inputs = json!({
+        "role": job.role, "model": entry, "curriculum": curriculum, "seed": job.seed,
+        "training": config.training, "data": data.key, "validation": validation.key,
+        "tokenizer": tokenizer.map(|t| &t.1), "checkpoint": config.evaluation.checkpoint,
+    });
+    let stage = store.stage(StageKind::Train, &job.name(), &inputs);
+    if let Some(done) = store.done(&stage)? {
+        return parse_done(&stage, done);
+    }
+    let run_dir = stage.dir.join("run");
+    let train_config = train_config_for(
+        config,
+        &job.model,
+        &data.trajectories,
+        &validation.trajectories,
+        job.role,
+        curriculum,
+        job.seed,
+        &run_dir,
+        tokenizer.map(|t| t.0.as_path()),
+    )
+    .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
+    let resuming = !rung_train::checkpoint::list(&run_dir.join("checkpoints")).is_empty();
+    store.log(json!({
+        "event": if resuming { "resume" } else { "start" }, "stage": "train",
+        "name": job.name(), "key": stage.key,
+    }));
+    let started = Instant::now();
+    let summary = if resuming {
+        rung_train::resume(&run_dir)
+    } else {
+        // A run killed before its first checkpoint left a partial directory: start afresh.
+        if run_dir.exists() {
+            std::fs::remove_dir_all(&run_dir).map_err(|e| io(&run_dir, e))?;
+        }
+        rung_train::train(train_config.clone())
+    }
+    .map_err(|e| ExperimentError::Stage(format!("training {}: {e:#}", job.name())))?;
+    let model_dir = match (config.evaluation.checkpoint, &summary.best_checkpoint) {
+        (CheckpointChoice::Best, Some(best)) => best.clone(),
+        _ => summary.last_checkpoint.clone().ok_or_else(|| {
+            ExperimentError::Stage(format!("training {} saved no checkpoint", job.name()))
+        })?,
+    };
+    let model_config = rung_model::ModelConfig::from_hf_file(&model_dir.join("config.json"))
+        .map_err(|e| ExperimentError::Stage(format!("{}: {e}", model_dir.display())))?;
+    let params = model_config.num_params() as u64;
+    let per_token = if entry.lora.is_some() { 4.0 } else { 6.0 } * params as f64;
+    let epochs = epoch_costs(&run_dir.join("metrics.jsonl"), per_token)?;
+    let output = TrainOutput {
+        key: stage.key.clone(),
+        tokenizer: run_dir.join("tokenizer.json"),
+        dir: run_dir,
+        model_dir,
+        params,
+        trainable_params: summary.trainable_params as u64,
+        tokens: epochs.iter().map(|e| e.tokens).sum(),
+        supervised_tokens: epochs.iter().map(|e| e.supervised_tokens).sum(),
+        flops: epochs.last().map_or(0.0, |e| e.cumulative_flops),
+        wall_seconds: epochs.iter().map(|e| e.seconds).sum(),
+        final_val_loss: summary.final_val_loss,
+        epochs,
+    };
+    finish(store, &stage, &output, started)?;
+    Ok(output)
+}
+
+/// Per-epoch costs from a run's `metrics.jsonl`.
+fn epoch_costs(metrics: &Path, flops_per_token: f64) -> Result<Vec<EpochCost>, ExperimentError> {
+    let text = std::fs::read_to_string(metrics).map_err(|e| io(metrics, e))?;
+    let mut epochs: BTreeMap<usize, EpochCost> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(record) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if record["kind"] != "epoch" {
+            continue;
+        }
+        let epoch = record["epoch"].as_u64().unwrap_or(0) as usize;
+        // A resumed run may repeat an epoch's record; the last one counts.
+        epochs.insert(
+            epoch,
+            EpochCost {
+                epoch,
+                loss: record["loss"].as_f64(),
+                val_loss: record["val_loss"].as_f64(),
+                tokens: record["tokens"].as_u64().unwrap_or(0),
+                supervised_tokens: record["supervised_tokens"].as_u64().unwrap_or(0),
+                cumulative_flops: 0.0,
+                seconds: record["seconds"].as_f64().unwrap_or(0.0),
+            },
+        );
+    }
+    let mut total = 0.0;
+    let mut out: Vec<EpochCost> = epochs.into_values().collect();
+    for epoch in &mut out {
+        total += flops_per_token * epoch.tokens as f64;
+        epoch.cumulative_flops = total;
+    }
+    Ok(out)
+}
+
+/// A finished evaluation stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalOutput {
+    /// Content key.
+    pub key: String,
+    /// The split.
+    pub split: Split,
+    /// The harness's report.
+    pub report: EvalReport,
+    /// Trajectories of the episodes.
+    pub trajectories: PathBuf,
+}
+
+/// Evaluates one run on one split with its trained models.
+pub fn eval(
+    config: &ExperimentConfig,
+    store: &Store,
+    episodes: &Episodes,
+    run: &Run,
+    trained: &BTreeMap<Role, TrainOutput>,
+    split: Split,
+) -> Result<EvalOutput, ExperimentError> {
+    let keys: BTreeMap<Role, &str> = trained.iter().map(|(r, t)| (*r, t.key.as_str())).collect();
+    let inputs = json!({
+        "environment": config.environment, "system": run.configuration.system,
+        "models": keys, "seed": run.seed, "split": split,
+        "limit": config.evaluation.tasks_per_split, "budgets": config.evaluation.budgets,
+    });
+    let name = format!("{}-{}", run.name(), split_name(split));
+    let stage = store.stage(StageKind::Eval, &name, &inputs);
+    if let Some(done) = store.done(&stage)? {
+        return parse_done(&stage, done);
+    }
+    store.log(json!({"event": "start", "stage": "eval", "name": name, "key": stage.key}));
+    let started = Instant::now();
+    let specs: BTreeMap<Role, ModelSpec> = trained
+        .iter()
+        .map(|(&role, t)| {
+            (
+                role,
+                ModelSpec {
+                    model: t.model_dir.display().to_string(),
+                    adapter: None,
+                    tokenizer: Some(t.tokenizer.clone()),
+                },
+            )
+        })
+        .collect();
+    let options = ModelPolicyOptions {
+        decoding: Decoding::Greedy,
+        ..ModelPolicyOptions::default()
+    };
+    let policies = load_role_policies(&specs, options)
+        .map_err(|e| ExperimentError::Stage(format!("loading the models of {name}: {e}")))?;
+    let system = System::of_kind(
+        run.configuration.system,
+        |role| Arc::clone(&policies[&role]),
+        episodes.apps(),
+    )
+    .with_budgets(config.evaluation.budgets.budgets())
+    .with_seed(run.seed);
+    let mut options = episodes.options(
+        split,
+        config.evaluation.tasks_per_split,
+        Some(format!("eval {name}")),
+    )?;
+    if let Some(threads) = config.evaluation.threads {
+        options.threads = threads;
+    }
+    std::fs::create_dir_all(&stage.dir).map_err(|e| io(&stage.dir, e))?;
+    let trajectories = stage.dir.join("trajectories.jsonl");
+    options.trajectories = Some(trajectories.clone());
+    let report = evaluate(&system, split, &options)
+        .map_err(|e| ExperimentError::Stage(format!("evaluating {name}: {e}")))?;
+    write_atomic(&stage.dir.join("results.txt"), &report.table())?;
+    let output = EvalOutput {
+        key: stage.key.clone(),
+        split,
+        report,
+        trajectories,
+    };
+    finish(store, &stage, &output, started)?;
+    Ok(output)
+}
+
+fn finish<T: Serialize>(
+    store: &Store,
+    stage: &Stage,
+    output: &T,
+    started: Instant,
+) -> Result<(), ExperimentError> {
+    let value = serde_json::to_value(output).expect("stage outputs serialise");
+    store.finish(stage, &value)?;
+    store.log(json!({
+        "event": "done", "stage": stage.kind, "dir": stage.dir, "key": stage.key,
+        "seconds": started.elapsed().as_secs_f64(),
+    }));
+    Ok(())
+}
+
+fn parse_done<T: for<'de> Deserialize<'de>>(
+    stage: &Stage,
+    done: Value,
+) -> Result<T, ExperimentError> {
+    serde_json::from_value(done).map_err(|e| {
+        ExperimentError::Corrupt(format!(
+            "{} does not hold this stage's result ({e}); delete {} to redo it",
+            stage.done_file().display(),
+            stage.dir.display()
+        ))
+    })
+}

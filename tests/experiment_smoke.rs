@@ -1,0 +1,242 @@
+//! The whole ProST pipeline on `configs/smoke.toml`: expert data, tokenizer, training of every
+//! role with `prost` and `all`, evaluation, Pareto analysis, report; then a re-run that finds
+//! everything done, and a resumed run that redoes exactly the stage whose output was lost.
+//!
+//! Every other config under `configs/` must parse and validate.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use rung_experiment::report::Results;
+use rung_experiment::{ExperimentConfig, RunOptions};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn events(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn started(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .map(|e| format!("{}", e["stage"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn smoke_experiment_runs_end_to_end_and_resumes() {
+    let mut config = ExperimentConfig::from_file(&root().join("configs/smoke.toml")).unwrap();
+    let out = std::env::temp_dir().join(format!("rung-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    config.output_dir = out.clone();
+
+    let outcome = rung_experiment::run(&config, &RunOptions::default())
+        .unwrap()
+        .expect("not a dry run");
+    assert_eq!(outcome.runs, 4, "single and two-agent × prost and all");
+    let report = std::fs::read_to_string(&outcome.report).unwrap();
+    let results: Results =
+        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+
+    // Every run was trained and evaluated on the headline split.
+    assert_eq!(results.runs.len(), 4);
+    for run in &results.runs {
+        let roles = run.run.configuration.system.roles().len();
+        assert_eq!(run.training.len(), roles, "{}", run.name);
+        let split = &run.splits["test_normal"];
+        assert_eq!(split.tasks, 6, "{}", run.name);
+        assert!((0.0..=100.0).contains(&split.tgc));
+        assert!(
+            split.cost_per_task.flops > 0.0,
+            "{}: models cost FLOPs",
+            run.name
+        );
+        for training in run.training.values() {
+            assert_eq!(training.epochs.len(), 2);
+            assert!(training.flops > 0.0 && training.supervised_tokens > 0);
+            assert!(training.model_dir.join("config.json").is_file());
+        }
+        assert!(report.contains(&run.name), "the report lists {}", run.name);
+    }
+
+    // ProST's first epoch supervises only the first sub-task, so it trains on fewer tokens
+    // than `all`'s first epoch; by the last epoch of this short run both have the same data
+    // or prost still less.
+    let by_name = |name: &str| results.runs.iter().find(|r| r.name == name).unwrap();
+    for system in ["1A", "2A"] {
+        let prost = by_name(&format!("{system}-tiny-prost-s0"));
+        let all = by_name(&format!("{system}-tiny-all-s0"));
+        for (role, p) in &prost.training {
+            let a = &all.training[role];
+            assert!(
+                p.epochs[0].supervised_tokens < a.epochs[0].supervised_tokens,
+                "{system} {role}: prost epoch 1 supervises less"
+            );
+            assert!(p.epochs[1].supervised_tokens <= a.epochs[1].supervised_tokens);
+        }
+    }
+
+    // The Pareto front is exactly the non-dominated configurations.
+    let headline = &results.configurations["test_normal"];
+    assert_eq!(headline.len(), 4);
+    let points: Vec<(f64, f64)> = headline
+        .iter()
+        .map(|c| (c.flops_per_task.mean, c.tgc.mean))
+        .collect();
+    for (c, &(cost, tgc)) in headline.iter().zip(&points) {
+        let dominated = points
+            .iter()
+            .any(|&p| rung_experiment::pareto::dominates(p, (cost, tgc)));
+        assert_eq!(c.pareto, !dominated, "{}", c.label);
+    }
+    let front: BTreeSet<&String> = headline
+        .iter()
+        .filter(|c| c.pareto)
+        .map(|c| &c.label)
+        .collect();
+    assert!(!front.is_empty());
+    assert_eq!(
+        front,
+        results.pareto_front.iter().collect::<BTreeSet<_>>(),
+        "results.json lists the same front"
+    );
+    assert_eq!(results.claims.len(), 3);
+    assert!(report.contains("ProST lowers sub-task error rates"));
+
+    // Plots: SVG and PNG of each.
+    for stem in [
+        "pareto",
+        "loss-epochs",
+        "loss-flops",
+        "subtask-errors-single",
+        "subtask-errors-two_agent",
+    ] {
+        let svg = std::fs::read_to_string(out.join("plots").join(format!("{stem}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "{stem}.svg");
+        let png = std::fs::read(out.join("plots").join(format!("{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png");
+        assert!(
+            report.contains(&format!("plots/{stem}.svg")),
+            "report links {stem}"
+        );
+    }
+    let pareto_svg = std::fs::read_to_string(out.join("plots/pareto.svg")).unwrap();
+    for label in &front {
+        assert!(
+            pareto_svg.contains(label.as_str()),
+            "front point {label} is labelled"
+        );
+    }
+
+    // A second run finds every stage done and writes the same results.
+    let first_events = events(&out).len();
+    rung_experiment::run(&config, &RunOptions::default()).unwrap();
+    let again = events(&out);
+    assert!(
+        started(&again[first_events..]).is_empty(),
+        "nothing is redone: {:?}",
+        started(&again[first_events..])
+    );
+    let rerun: Results =
+        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    assert_eq!(rerun.runs, results.runs);
+
+    // Losing one evaluation's output (as a killed run would) redoes exactly that stage, with
+    // the same result: greedy decoding of the same weights.
+    let eval_dir = std::fs::read_dir(out.join("stages/eval"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("2A-tiny-prost-s0"))
+        .unwrap();
+    std::fs::remove_file(eval_dir.join("done.json")).unwrap();
+    let before = events(&out).len();
+    rung_experiment::run(&config, &RunOptions::default()).unwrap();
+    let after = events(&out);
+    assert_eq!(started(&after[before..]), ["eval"]);
+    let resumed: Results =
+        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    let tgc = |r: &Results| {
+        r.runs
+            .iter()
+            .map(|run| run.splits["test_normal"].tgc)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(tgc(&resumed), tgc(&results));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn every_committed_config_validates() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = ExperimentConfig::from_file(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let runs = rung_experiment::plan::runs(&config);
+            assert!(!runs.is_empty(), "{}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "smoke, default and appworld-qwen at least");
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let smoke = std::fs::read_to_string(root().join("configs/smoke.toml")).unwrap();
+    let cases = [
+        ("[data]", "[data]\nbogus = 1", "bogus"),
+        (
+            "sizes = [\"tiny\"]",
+            "sizes = [\"huge\"]",
+            "group[0].sizes[0]",
+        ),
+        (
+            "schedules = [\"prost\", \"all\"]",
+            "schedules = [\"prost\", \"fast\"]",
+            "group[0].schedules[1]",
+        ),
+        ("epochs = 2", "epochs = 2\nseed = 3", "training.seed"),
+        ("epochs = 2", "epochs = 0", "epochs"),
+        (
+            "tasks_per_split = 6",
+            "tasks_per_split = 0",
+            "tasks_per_split",
+        ),
+        (
+            "tiny = { preset = \"tiny\" }",
+            "tiny = { preset = \"giant\" }",
+            "models.tiny.preset",
+        ),
+        (
+            "validation_split = \"dev\"",
+            "validation_split = \"train\"",
+            "data.validation_split",
+        ),
+    ];
+    for (from, to, key) in cases {
+        assert!(smoke.contains(from), "{from}");
+        let text = smoke.replacen(from, to, 1);
+        let err = ExperimentConfig::from_toml(&text)
+            .expect_err(to)
+            .to_string();
+        assert!(
+            err.contains(key),
+            "`{to}` gives `{err}`, which does not name `{key}`"
+        );
+    }
+    let mixed = smoke.replace(
+        "[[group]]",
+        "[[group]]\nsystems = [\"two_agent\"]\nallocations = [{ single = \"tiny\" }]\nschedules = [\"prost\"]\nseeds = [0]\n\n[[group]]",
+    );
+    let err = ExperimentConfig::from_toml(&mixed).unwrap_err().to_string();
+    assert!(err.contains("group[0].allocations[0].single"), "{err}");
+}
