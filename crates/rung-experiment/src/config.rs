@@ -137,6 +137,21 @@ pub struct DataConfig {
     /// Seed of the expert system.
     #[serde(default)]
     pub seed: u64,
+    /// Expert trajectories recorded elsewhere, per system, used instead of playing the experts
+    /// here (e.g. trajectories of the synthetic AppWorld tasks for training models that are
+    /// evaluated on real AppWorld, whose tasks have no gold sub-task plans). `${VAR}`s expand.
+    #[serde(default)]
+    pub trajectories: BTreeMap<SystemKind, TrajectoryFiles>,
+}
+
+/// A system's recorded trajectories (JSONL, `rung data gen`'s format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrajectoryFiles {
+    /// Training trajectories.
+    pub train: PathBuf,
+    /// Validation trajectories.
+    pub validation: PathBuf,
 }
 
 fn default_train_split() -> Split {
@@ -393,9 +408,28 @@ impl ExperimentConfig {
             server_command,
             pool_size,
             tasks,
+            gold,
             ..
         } = &self.environment
         {
+            if gold.is_none() {
+                let systems: std::collections::BTreeSet<SystemKind> = self
+                    .groups
+                    .iter()
+                    .flat_map(|g| g.systems.iter().copied())
+                    .collect();
+                if let Some(missing) = systems
+                    .iter()
+                    .find(|s| !self.data.trajectories.contains_key(s))
+                {
+                    return bad(
+                        format!("data.trajectories.{}", missing.name()),
+                        "missing: without `environment.gold` (gold sub-task plans) the experts \
+                         cannot play, so every system needs recorded trajectories"
+                            .into(),
+                    );
+                }
+            }
             if server_command.split_whitespace().next().is_none() {
                 return bad("environment.server_command".into(), "is empty".into());
             }
@@ -408,8 +442,10 @@ impl ExperimentConfig {
             if *pool_size == 0 {
                 return bad("environment.pool_size".into(), "must be at least 1".into());
             }
+            let experts_play = gold.is_some();
             let needed = [self.data.train_split, self.data.validation_split]
                 .into_iter()
+                .filter(|_| experts_play)
                 .chain(self.evaluation.splits.iter().copied());
             for split in needed {
                 if !tasks.contains_key(&split) {
@@ -584,10 +620,63 @@ fn check_training_table(table: &toml::Table, key: &str) -> Result<(), Experiment
     Ok(())
 }
 
+/// Replaces `${NAME}` with the environment variable `NAME`, so configs can name machine-
+/// specific paths (`${RUNG_APPWORLD_ROOT}`) without being edited. Expanded where used, not when
+/// parsed: a config validates on machines that lack the variables, and stage keys hold the
+/// unexpanded text, so they do not change from machine to machine.
+pub fn expand_env(text: &str, key: &str) -> Result<String, ExperimentError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            ExperimentError::Config(format!("`{key}`: unclosed `${{` in `{text}`"))
+        })?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            ExperimentError::Config(format!(
+                "`{key}` uses ${{{name}}}, which is not set{}",
+                if name.starts_with("RUNG_APPWORLD") {
+                    " (run `eval \"$(cargo xtask appworld env)\"` after `cargo xtask appworld setup`)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// The serde name of a split (`test_normal`).
 pub fn split_name(split: Split) -> String {
     serde_json::to_value(split)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
         .unwrap_or_else(|| format!("{split:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_variables_expand_and_missing_ones_are_named() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("RUNG_TEST_EXPAND", "/data") };
+        assert_eq!(
+            expand_env("${RUNG_TEST_EXPAND}/x ${RUNG_TEST_EXPAND}", "k").unwrap(),
+            "/data/x /data"
+        );
+        assert_eq!(expand_env("no vars {port}", "k").unwrap(), "no vars {port}");
+        let err = expand_env("${RUNG_APPWORLD_NOPE}/gold.json", "environment.gold")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environment.gold") && err.contains("RUNG_APPWORLD_NOPE"));
+        assert!(err.contains("cargo xtask appworld env"), "{err}");
+        assert!(expand_env("${OPEN", "k").is_err());
+    }
 }

@@ -13,7 +13,7 @@ use rung_world::sandbox::Limits;
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
 
 use crate::ExperimentError;
-use crate::config::{EnvironmentConfig, split_name};
+use crate::config::{EnvironmentConfig, expand_env, split_name};
 use crate::progress;
 
 /// The environment of an experiment.
@@ -99,9 +99,14 @@ impl Episodes {
                         split_name(split)
                     ))
                 })?;
-                options.tasks = Some(read_task_ids(file)?);
+                let key = format!("environment.tasks.{}", split_name(split));
+                let file = expand_env(&file.to_string_lossy(), &key)?;
+                options.tasks = Some(read_task_ids(Path::new(&file))?);
                 options.gold = match gold {
-                    Some(path) => Some(load_gold(path)?),
+                    Some(path) => {
+                        let path = expand_env(&path.to_string_lossy(), "environment.gold")?;
+                        Some(load_gold(Path::new(&path))?)
+                    }
                     None => None,
                 };
                 options

@@ -50,12 +50,11 @@ pub fn run(
 ) -> Result<Option<Outcome>, ExperimentError> {
     let built = rung_model::device::backend_name();
     let wanted = config.backend.name();
-    if !built.contains(wanted) {
-        return Err(ExperimentError::Config(format!(
-            "`backend = \"{wanted}\"` but this rung binary computes on {built}; build it with \
-             `cargo xtask experiment --backend {wanted}` (or change `backend`)"
-        )));
-    }
+    let backend_error = ExperimentError::Config(format!(
+        "`backend = \"{wanted}\"` but this rung binary computes on {built}; build it with \
+         `cargo xtask experiment --backend {wanted}` (or change `backend`)"
+    ));
+    let backend_matches = built.contains(wanted);
     let started = Instant::now();
     let mut runs = plan::runs(config);
     runs.sort_by(|a, b| (a.seed, &a.configuration).cmp(&(b.seed, &b.configuration)));
@@ -84,7 +83,13 @@ pub fn run(
         for run in &runs {
             eprintln!("  run {}", run.name());
         }
+        if !backend_matches {
+            eprintln!("note: a real run would stop here: {backend_error}");
+        }
         return Ok(None);
+    }
+    if !backend_matches {
+        return Err(backend_error);
     }
     let store = Store::open(&config.output_dir, &options.force)?;
     write_atomic(

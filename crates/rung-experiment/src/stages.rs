@@ -52,12 +52,15 @@ pub fn data(
     split: Split,
     limit: Option<usize>,
 ) -> Result<DataOutput, ExperimentError> {
+    let name = format!("{}-{}", short(system), split_name(split));
+    if let Some(files) = config.data.trajectories.get(&system) {
+        return recorded(files, system, split == config.data.train_split);
+    }
     let inputs = json!({
         "environment": config.environment, "system": system, "split": split, "limit": limit,
         "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
         "seed": config.data.seed,
     });
-    let name = format!("{}-{}", short(system), split_name(split));
     let stage = store.stage(StageKind::Data, &name, &inputs);
     let trajectories = stage.dir.join("trajectories.jsonl");
     if let Some(done) = store.done(&stage)? {
@@ -95,6 +98,43 @@ pub fn data(
     };
     finish(store, &stage, &output, started)?;
     Ok(output)
+}
+
+/// Trajectories recorded elsewhere: keyed by their content, so a changed file retrains.
+fn recorded(
+    files: &crate::config::TrajectoryFiles,
+    system: rung_trajectory::SystemKind,
+    train: bool,
+) -> Result<DataOutput, ExperimentError> {
+    let (path, key) = if train {
+        (
+            &files.train,
+            format!("data.trajectories.{}.train", system.name()),
+        )
+    } else {
+        (
+            &files.validation,
+            format!("data.trajectories.{}.validation", system.name()),
+        )
+    };
+    let path = PathBuf::from(crate::config::expand_env(&path.to_string_lossy(), &key)?);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ExperimentError::Config(format!("`{key}`: cannot read {}: {e}", path.display()))
+    })?;
+    let episodes = rung_trajectory::read_file(&path)
+        .map_err(|e| ExperimentError::Config(format!("`{key}` {}: {e}", path.display())))?;
+    let tgc = if episodes.is_empty() {
+        0.0
+    } else {
+        100.0 * episodes.iter().filter(|e| e.evaluation.success).count() as f64
+            / episodes.len() as f64
+    };
+    Ok(DataOutput {
+        key: crate::store::content_key(StageKind::Data, &json!({ "recorded": text })),
+        trajectories: path,
+        episodes: episodes.len(),
+        tgc,
+    })
 }
 
 /// The shared tokenizer: a file, or `None` when each HF model brings its own.
