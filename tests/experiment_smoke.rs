@@ -27,7 +27,7 @@ fn started(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .filter(|e| e["event"] == "start")
-        .map(|e| format!("{}", e["stage"].as_str().unwrap()))
+        .map(|e| e["stage"].as_str().unwrap().to_string())
         .collect()
 }
 

@@ -6,6 +6,7 @@
 
 mod appworld;
 mod bench_model;
+mod bench_train;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -33,9 +34,27 @@ enum Task {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchTask),
+    /// The end-to-end ProST experiment: build `rung` in release mode with the burn backend of
+    /// --backend, then run `rung experiment --config FILE` (data, training, evaluation, Pareto
+    /// analysis, report; finished stages are skipped, so re-running resumes).
+    Experiment(ExperimentTask),
     /// The real AppWorld engine (from PyPI) in its own virtualenv: setup, synthetic data, serve.
     #[command(subcommand)]
     Appworld(appworld::AppworldTask),
+}
+
+#[derive(Debug, clap::Args)]
+struct ExperimentTask {
+    /// Experiment config.
+    #[arg(long, default_value = "configs/default.toml")]
+    config: PathBuf,
+    /// Burn backend to build `rung` with: cpu (flex), wgpu or cuda. Must match the config's
+    /// `backend`.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"])]
+    backend: String,
+    /// Further arguments for `rung experiment` (e.g. `--force eval`, `--dry-run`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +87,8 @@ enum BenchTask {
     World,
     /// rung-model training and decode throughput next to PyTorch's, in one run, with ratios.
     Model(bench_model::ModelBenchArgs),
+    /// rung-train's Trainer: tokens/s and peak memory next to PyTorch's, full and LoRA, with ratios.
+    Train(bench_train::TrainBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,8 +118,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cargo(command, "exporting the task suite")
         }
         Task::Appworld(task) => appworld::run(&root, task),
+        Task::Experiment(task) => {
+            let mut command = Command::new(cargo_program());
+            command.current_dir(&root).args([
+                "run",
+                "--release",
+                "-p",
+                "rung-cli",
+                "--bin",
+                "rung",
+            ]);
+            if task.backend != "cpu" {
+                command.args(["--features", &task.backend]);
+            }
+            // Relative to where the user stands, not to the workspace root cargo runs in.
+            let config = std::env::current_dir()
+                .context("reading the current directory")?
+                .join(&task.config);
+            command
+                .args(["--", "experiment", "--config"])
+                .arg(&config)
+                .args(task.args);
+            cargo(command, "running the experiment")
+        }
         Task::Bench(BenchTask::Model(args)) => {
             bench_model::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Bench(BenchTask::Train(args)) => {
+            bench_train::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Bench(BenchTask::World) => {

@@ -237,6 +237,20 @@ impl AppWorldClient {
         decode_output(&url, &answer.body, what)
     }
 
+    /// A `GET` whose 2xx body is any JSON value, enveloped or not.
+    fn call_raw(&self, verb: Verb, path: &str, what: &str) -> Result<Value, EnvError> {
+        let url = self.url(path);
+        let answer = self.send(verb, &url, None)?;
+        if !is_success(answer.status) {
+            return Err(http_error(verb, &url, &answer));
+        }
+        serde_json::from_str(&answer.body).map_err(|e| EnvError::BadResponse {
+            url: url.clone(),
+            detail: format!("expected {what} as JSON: {e}"),
+            body: truncate_body(&answer.body),
+        })
+    }
+
     fn post<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -256,25 +270,33 @@ impl AppWorldClient {
         self.call(Verb::Get, &path, None, Some(task_id), "a task object")
     }
 
-    /// Real AppWorld's answer to an unknown task id: HTTP 500 without a message.
-    fn unknown_task(&self, task_id: &TaskId) -> EnvError {
+    /// Real AppWorld's answer to a task it cannot load (an unknown id, or a task folder that is
+    /// incomplete): HTTP 500. The released server says nothing more ("Internal Server Error");
+    /// rung's loopback server script (`xtask/appworld/serve.py`) adds the exception, e.g. `The
+    /// task directory (…) doesn't exist.`, which the hint then quotes.
+    fn unknown_task(&self, task_id: &TaskId, answer_body: &str) -> EnvError {
+        let detail = server_detail(answer_body)
+            .map(|d| format!(" (it says: {d})"))
+            .unwrap_or_default();
         EnvError::UnknownTask {
             task_id: task_id.clone(),
             hint: format!(
-                "the server at {} does not know this task; check the task id and the server's \
-                 data folder (APPWORLD_ROOT)",
+                "the server at {} does not know this task{detail}; check the task id and the \
+                 server's data folder (APPWORLD_ROOT)",
                 self.base_url
             ),
         }
     }
 
-    /// Whether `GET /tasks/{id}` is refused with an HTTP error, meaning the server lacks the task.
-    /// A transport failure says nothing about the task, so it does not count.
-    fn task_is_refused(&self, task_id: &TaskId) -> bool {
-        matches!(
-            self.fetch_task_info(task_id),
-            Err(EnvError::Http { .. } | EnvError::UnknownTask { .. })
-        )
+    /// If `GET /tasks/{id}` is refused with an HTTP error, meaning the server cannot load the
+    /// task, the body it answered. A transport failure says nothing about the task, so it does
+    /// not count.
+    fn task_refusal(&self, task_id: &TaskId) -> Option<String> {
+        match self.fetch_task_info(task_id) {
+            Err(EnvError::Http { body, .. }) => Some(body),
+            Err(EnvError::UnknownTask { hint, .. }) => Some(hint),
+            _ => None,
+        }
     }
 }
 
@@ -341,6 +363,20 @@ fn task_error_from_detail(task: &TaskId, body: &str) -> Option<EnvError> {
     None
 }
 
+/// The message in an error body: `{"detail": "..."}` (FastAPI, rung's server script) as text,
+/// or nothing for the released server's bare "Internal Server Error".
+fn server_detail(body: &str) -> Option<String> {
+    let body = body.trim();
+    if body.is_empty() || body == "Internal Server Error" {
+        return None;
+    }
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned());
+    Some(truncate_body(&detail))
+}
+
 fn decode_output<T: DeserializeOwned>(url: &str, body: &str, what: &str) -> Result<T, EnvError> {
     serde_json::from_str::<Output<T>>(body)
         .map(|envelope| envelope.output)
@@ -349,6 +385,16 @@ fn decode_output<T: DeserializeOwned>(url: &str, body: &str, what: &str) -> Resu
             detail: format!("expected {{\"output\": {what}}}: {e}"),
             body: truncate_body(body),
         })
+}
+
+/// `{"output": docs}` becomes `docs`; anything else is the documents already.
+fn unwrap_api_docs(value: Value) -> ApiDocs {
+    match value {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("output") => {
+            map.remove("output").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
 }
 
 impl Environment for AppWorldClient {
@@ -361,8 +407,10 @@ impl Environment for AppWorldClient {
             random_seed: options.random_seed,
         };
         match self.post("/initialize", &request, task_id, "a task object") {
-            Err(EnvError::Http { status: 500, .. }) if self.task_is_refused(task_id) => {
-                Err(self.unknown_task(task_id))
+            Err(EnvError::Http { status: 500, .. })
+                if let Some(body) = self.task_refusal(task_id) =>
+            {
+                Err(self.unknown_task(task_id, &body))
             }
             other => other,
         }
@@ -403,13 +451,19 @@ impl Environment for AppWorldClient {
 
     fn task_info(&self, task_id: &TaskId) -> Result<TaskInfo, EnvError> {
         match self.fetch_task_info(task_id) {
-            Err(EnvError::Http { status: 500, .. }) => Err(self.unknown_task(task_id)),
+            Err(EnvError::Http {
+                status: 500, body, ..
+            }) => Err(self.unknown_task(task_id, &body)),
             other => other,
         }
     }
 
+    /// The released AppWorld server answers `GET /api_docs` with the documents themselves, not
+    /// wrapped in `{"output": ...}` like every other endpoint (and like rung's server); both
+    /// are accepted.
     fn api_docs(&self) -> Result<ApiDocs, EnvError> {
-        self.call(Verb::Get, "/api_docs", None, None, "API documentation")
+        let docs: Value = self.call_raw(Verb::Get, "/api_docs", "API documentation")?;
+        Ok(unwrap_api_docs(docs))
     }
 }
 
@@ -478,6 +532,28 @@ mod tests {
         assert_eq!(client.backoff(0), Duration::from_millis(100));
         assert_eq!(client.backoff(2), Duration::from_millis(400));
         assert_eq!(client.backoff(30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn api_docs_are_accepted_with_and_without_envelope() {
+        let docs = serde_json::json!({"phone": {"login": {}}});
+        assert_eq!(
+            unwrap_api_docs(serde_json::json!({ "output": docs.clone() })),
+            docs
+        );
+        assert_eq!(unwrap_api_docs(docs.clone()), docs);
+    }
+
+    #[test]
+    fn server_details_are_quoted_when_there_are_any() {
+        assert_eq!(server_detail("Internal Server Error"), None);
+        assert_eq!(server_detail("  "), None);
+        assert_eq!(
+            server_detail(r#"{"detail":"Exception: The task directory (/d/x_1) doesn't exist."}"#)
+                .as_deref(),
+            Some("Exception: The task directory (/d/x_1) doesn't exist.")
+        );
+        assert_eq!(server_detail("boom").as_deref(), Some("boom"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use client::{AppWorldClient, ClientOptions};
 pub use environment::{Environment, EpisodeOptions};
 pub use error::EnvError;
 pub use metrics::{EvaluatedTask, Scores};
-pub use pool::{PoolOptions, ServerPool};
+pub use pool::{PoolMember, PoolOptions, ServerPool};
 pub use protocol::{Evaluation, Supervisor, TaskInfo, TestFailure, TestPass};
 pub use server::{ServerHandle, ServerOptions, serve, serve_with};
 pub use task::{Split, TaskId, TaskIdError};

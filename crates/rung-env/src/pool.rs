@@ -4,17 +4,28 @@
 //! that run at the same time need a process each, on distinct ports and with distinct experiment
 //! names. [`ServerPool`] starts those processes, waits until they answer, restarts one that died,
 //! and makes sure none outlives the pool.
+//!
+//! Dropping the pool stops its servers, but a process that is killed (SIGKILL, an OOM kill, a
+//! panic with `panic = "abort"`) runs no destructor. So every server gets a watchdog: a tiny
+//! `sh` in the server's process group that blocks reading a pipe whose other end only the pool
+//! holds. When the pool's process dies, for whatever reason, the kernel closes that end, the
+//! read returns, and the watchdog kills its whole process group: the server, anything the
+//! server started, and itself.
+//!
+//! [`ServerPool::environments`] hands out one [`Environment`] per server that restarts its
+//! server when it is found dead at the start of an episode.
 
 use std::fs::{self, File};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{AppWorldClient, ClientOptions, EnvError};
+use crate::protocol::{ApiDocs, Evaluation, TaskInfo};
+use crate::{AppWorldClient, ClientOptions, EnvError, Environment, EpisodeOptions, TaskId};
 
 /// How long a server may take to exit after SIGTERM before it is killed.
 const TERMINATE_GRACE: Duration = Duration::from_secs(2);
@@ -182,6 +193,138 @@ impl ServerPool {
     }
 }
 
+impl ServerPool {
+    /// Hands the pool over to one [`PoolMember`] per server, in pool order: an [`Environment`]
+    /// that restarts its server when it finds it dead (or hung) at the start of an episode. The
+    /// servers stop when the last member is dropped.
+    pub fn into_members(self) -> Vec<PoolMember> {
+        let clients = self.clients.clone();
+        let pool = Arc::new(Mutex::new(self));
+        clients
+            .into_iter()
+            .enumerate()
+            .map(|(index, client)| PoolMember {
+                pool: Arc::clone(&pool),
+                index,
+                client: Mutex::new(client),
+            })
+            .collect()
+    }
+}
+
+/// One server of a pool as an [`Environment`], for one worker thread.
+///
+/// An episode that finds its server gone — `initialize` fails because nothing answers, the
+/// connection breaks or the call times out, and the process has exited or no longer answers
+/// `GET /` — gets the server restarted (on a fresh port) and `initialize` sent once more. A
+/// server that dies in the middle of an episode takes the episode's world with it, so the
+/// other calls only report the error; the next episode restarts the server.
+#[derive(Debug)]
+pub struct PoolMember {
+    pool: Arc<Mutex<ServerPool>>,
+    index: usize,
+    client: Mutex<AppWorldClient>,
+}
+
+impl PoolMember {
+    /// The member's position in the pool.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The shared pool, e.g. to read a server's pid or log path.
+    pub fn pool(&self) -> &Arc<Mutex<ServerPool>> {
+        &self.pool
+    }
+
+    /// The client of the member's server as it is now (a restart replaces it).
+    pub fn client(&self) -> AppWorldClient {
+        self.client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Restarts the member's server if it has exited or no longer answers `GET /`; returns
+    /// whether it did.
+    pub fn revive(&self) -> Result<bool, EnvError> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let reason = if !pool.is_alive(self.index) {
+            "it had exited"
+        } else {
+            let probe = AppWorldClient::with_options(
+                pool.clients[self.index].base_url(),
+                ClientOptions {
+                    timeout: Duration::from_secs(5),
+                    connect_timeout: Duration::from_secs(2),
+                    retries: 0,
+                    retry_backoff: Duration::ZERO,
+                },
+            );
+            match probe.ping() {
+                Ok(()) | Err(EnvError::Http { .. }) => return Ok(false),
+                Err(_) => "it no longer answered GET /",
+            }
+        };
+        pool.restart(self.index)?;
+        let client = pool.clients[self.index].clone();
+        eprintln!(
+            "rung-env: server {} was restarted ({reason}); it now listens at {}",
+            self.index,
+            client.base_url()
+        );
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = client;
+        Ok(true)
+    }
+}
+
+/// Whether an error may mean that the server itself is gone or stuck.
+fn server_may_be_down(err: &EnvError) -> bool {
+    matches!(
+        err,
+        EnvError::ServerNotRunning { .. } | EnvError::Transport { .. } | EnvError::Timeout { .. }
+    )
+}
+
+impl Environment for PoolMember {
+    fn initialize(&self, task_id: &TaskId, options: &EpisodeOptions) -> Result<TaskInfo, EnvError> {
+        match self.client().initialize(task_id, options) {
+            Err(err) if server_may_be_down(&err) => {
+                if self.revive()? {
+                    self.client().initialize(task_id, options)
+                } else {
+                    Err(err)
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn execute(&self, task_id: &TaskId, code: &str) -> Result<String, EnvError> {
+        self.client().execute(task_id, code)
+    }
+
+    fn task_completed(&self, task_id: &TaskId) -> Result<bool, EnvError> {
+        self.client().task_completed(task_id)
+    }
+
+    fn evaluate(&self, task_id: &TaskId) -> Result<Evaluation, EnvError> {
+        self.client().evaluate(task_id)
+    }
+
+    fn close(&self, task_id: &TaskId) -> Result<(), EnvError> {
+        self.client().close(task_id)
+    }
+
+    fn task_info(&self, task_id: &TaskId) -> Result<TaskInfo, EnvError> {
+        self.client().task_info(task_id)
+    }
+
+    fn api_docs(&self) -> Result<ApiDocs, EnvError> {
+        self.client().api_docs()
+    }
+}
+
 impl Drop for ServerPool {
     fn drop(&mut self) {
         // Signal all first, then wait, so that the grace periods overlap.
@@ -307,6 +450,9 @@ struct ServerProcess {
 #[derive(Debug)]
 struct ProcState {
     child: Child,
+    /// The watchdog (see the module docs); `None` without process groups. Holding it holds the
+    /// write end of its pipe.
+    watchdog: Option<Child>,
     exit: Option<ExitStatus>,
     /// Set once the process is reaped and its group killed; nothing is signalled afterwards, since
     /// the pid may be reused.
@@ -338,12 +484,25 @@ impl ServerProcess {
         command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| EnvError::Pool(format!("{description} could not be started: {e}")))?;
         let pid = child.id();
+        let watchdog = match spawn_watchdog(pid) {
+            Ok(watchdog) => watchdog,
+            Err(e) => {
+                kill_group(pid);
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(EnvError::Pool(format!(
+                    "{description}: its watchdog (`sh`, which stops the server if this process \
+                     dies) could not be started: {e}"
+                )));
+            }
+        };
         let state = Mutex::new(ProcState {
             child,
+            watchdog,
             exit: None,
             finished: false,
         });
@@ -420,6 +579,7 @@ impl ServerProcess {
             state.exit = Some(status);
             // The pid stays reserved while group members live, so this reaches only them.
             kill_group(self.pid);
+            reap_watchdog(state);
             state.finished = true;
         }
         state.exit
@@ -447,6 +607,7 @@ impl ServerProcess {
         if let Ok(status) = state.child.wait() {
             state.exit = Some(status);
         }
+        reap_watchdog(&mut state);
         state.finished = true;
     }
 
@@ -460,6 +621,36 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Starts the watchdog of the server whose process group is `pgid`: `sh` blocked reading a pipe
+/// that only this process writes to, which kills its group (the server and itself) once the read
+/// ends, i.e. once this process is gone and the kernel closed the pipe.
+#[cfg(unix)]
+fn spawn_watchdog(pgid: u32) -> std::io::Result<Option<Child>> {
+    let group = i32::try_from(pgid).map_err(std::io::Error::other)?;
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "read -r _ignored; kill -s KILL 0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut command, group);
+    command.spawn().map(Some)
+}
+
+/// Without process groups there is no watchdog; a killed pool may leave its servers behind.
+#[cfg(not(unix))]
+fn spawn_watchdog(_pgid: u32) -> std::io::Result<Option<Child>> {
+    Ok(None)
+}
+
+/// Reaps a server's watchdog once its group was killed (it is a member, so it is dead or dying).
+fn reap_watchdog(state: &mut ProcState) {
+    if let Some(mut watchdog) = state.watchdog.take() {
+        let _ = watchdog.kill();
+        let _ = watchdog.wait();
     }
 }
 

@@ -8,7 +8,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{TempDir, process_exists};
-use rung_env::{AppWorldClient, ClientOptions, EnvError, PoolOptions, ServerPool};
+use rung_env::{
+    AppWorldClient, ClientOptions, EnvError, Environment, EpisodeOptions, PoolOptions, ServerPool,
+    TaskId,
+};
 
 fn http_server_options(size: usize) -> PoolOptions {
     PoolOptions {
@@ -215,4 +218,126 @@ fn a_missing_program_fails_to_start() {
     let message = start_error(options);
     assert!(message.contains("`/nonexistent/rung-server "), "{message}");
     assert!(message.contains("could not be started"), "{message}");
+}
+
+/// Set for the child process of `a_killed_owner_leaves_no_server_behind`: where `pool_holder`
+/// writes its servers' pids and URLs.
+const HOLDER_ENV: &str = "RUNG_POOL_HOLDER_FILE";
+
+/// Not a test of its own: the child process of `a_killed_owner_leaves_no_server_behind`, which
+/// runs this test binary again with only this function. It starts a pool, says where its
+/// servers are, and waits to be killed.
+#[test]
+#[ignore = "a helper process of a_killed_owner_leaves_no_server_behind"]
+fn pool_holder() {
+    let Some(path) = std::env::var_os(HOLDER_ENV) else {
+        return;
+    };
+    let pool = ServerPool::start(http_server_options(2)).expect("start");
+    let urls = pool.urls();
+    let line = format!(
+        "{} {} {} {}\n",
+        pool.pid(0).expect("pid"),
+        pool.pid(1).expect("pid"),
+        urls[0],
+        urls[1]
+    );
+    let tmp = std::path::PathBuf::from(&path).with_extension("tmp");
+    std::fs::write(&tmp, line).expect("write");
+    std::fs::rename(&tmp, &path).expect("rename");
+    loop {
+        thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn a_killed_owner_leaves_no_server_behind() {
+    let dir = TempDir::new("holder");
+    let file = dir.path().join("servers");
+    let mut holder = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["pool_holder", "--exact", "--ignored", "--test-threads=1"])
+        .env(HOLDER_ENV, &file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the holder");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !file.exists() {
+        if let Ok(Some(status)) = holder.try_wait() {
+            panic!("the pool holder exited early: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pool holder did not start its pool"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&file).expect("read");
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let pids: Vec<u32> = fields[..2]
+        .iter()
+        .map(|p| p.parse().expect("pid"))
+        .collect();
+    let urls = &fields[2..];
+    for url in urls {
+        assert!(answers(url), "{url} does not answer");
+    }
+
+    // SIGKILL: the holder runs no destructor, so only the watchdogs can stop its servers.
+    holder.kill().expect("kill the holder");
+    holder.wait().expect("reap the holder");
+
+    wait_until("the orphaned servers are stopped", || {
+        pids.iter().all(|&pid| !process_running(pid)) && urls.iter().all(|url| refused(url))
+    });
+}
+
+#[test]
+fn a_member_restarts_its_dead_server_at_the_next_episode() {
+    let pool = ServerPool::start(http_server_options(1)).expect("start");
+    let members = pool.into_members();
+    let member = &members[0];
+    let (old_pid, old_url) = {
+        let pool = member.pool().lock().expect("lock");
+        (pool.pid(0).expect("pid"), pool.urls()[0].clone())
+    };
+    let status = Command::new("kill")
+        .args(["-KILL", &old_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    wait_until("the killed server is seen dead", || {
+        !member.pool().lock().expect("lock").is_alive(0)
+    });
+
+    // python's http.server answers POST with 501: reaching it at all shows the restart.
+    let task: TaskId = "abcdef0_1".parse().expect("id");
+    match member.initialize(&task, &EpisodeOptions::default()) {
+        Err(EnvError::Http {
+            status: 501, url, ..
+        }) => {
+            assert!(
+                !url.starts_with(&old_url),
+                "{url} is the dead server's address"
+            );
+        }
+        other => panic!("expected the restarted server's 501, got {other:?}"),
+    }
+    let pool = member.pool().lock().expect("lock");
+    assert!(pool.is_alive(0));
+    assert_ne!(pool.pid(0), Some(old_pid));
+    assert_eq!(member.client().base_url(), pool.urls()[0]);
+    assert!(
+        !member.revive().expect("revive"),
+        "a live server is left alone"
+    );
+}
+
+/// Whether `pid` runs: it exists and is not a zombie (an orphan's zombie waits for init).
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| !matches!(state, "Z" | "X"))
+    })
 }
