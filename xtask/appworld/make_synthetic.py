@@ -14,6 +14,8 @@ against any data folder in its format. This script builds one from scratch, in t
     <root>/data/datasets/<split>.txt       task ids of each split
     <root>/gold.json                       rung's gold file: every task's solution split into
                                            sub-tasks with their outputs, and state probes
+    <root>/plans.jsonl                     the same plans, one task per line, for rung's
+                                           segmenter (`rung curriculum show --tasks FILE`)
     <root>/all.txt                         every task id, one per line
 
 Records are only ever created through the package's models (`Model.create_save`) or its APIs
@@ -1192,7 +1194,8 @@ def main() -> int:
     started = _now()
     data = os.path.join(root, "data")
     shutil.rmtree(data, ignore_errors=True)
-    for leftover in ("experiments", "gold.json", "all.txt", "rung-synthetic.stamp"):
+    leftovers = ("experiments", "gold.json", "plans.jsonl", "all.txt", "rung-synthetic.stamp")
+    for leftover in leftovers:
         path = os.path.join(root, leftover)
         if os.path.isdir(path):
             shutil.rmtree(path)
@@ -1244,6 +1247,11 @@ def main() -> int:
             file.write("".join(task_id + "\n" for task_id in ids))
     with open(os.path.join(root, "all.txt"), "w") as file:
         file.write("".join(t["task_id"] + "\n" for t in gold_tasks))
+    # The same plans, one task per line, as rung's segmenter reads task files
+    # (`rung curriculum show --tasks FILE`).
+    with open(os.path.join(root, "plans.jsonl"), "w") as file:
+        for task in gold_tasks:
+            file.write(json.dumps(task) + "\n")
     gold = {
         "format": "rung-appworld-gold",
         "version": 1,

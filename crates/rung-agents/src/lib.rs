@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod apps;
+pub mod appworld_gold;
 mod budget;
 mod error;
 pub mod expert;
@@ -28,6 +29,7 @@ pub mod system;
 pub mod tokens;
 
 pub use apps::AppCatalog;
+pub use appworld_gold::AppWorldGold;
 pub use budget::Budgets;
 pub use error::AgentError;
 pub use expert::{ExpertOptions, Experts};

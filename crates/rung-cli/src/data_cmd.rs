@@ -1,14 +1,15 @@
 //! `rung data`: training data for ProST — the scripted experts' trajectories.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use rung_agents::{DataGenOptions, generate_expert_data};
+use rung_agents::{Backend, DataGenOptions, generate_expert_data};
 use rung_env::Split;
 use rung_trajectory::SystemKind;
 
-use crate::eval_cmd::{BudgetArgs, ExpertArgs, WorldArgs, progress_bar};
+use crate::eval_cmd::{BudgetArgs, ExpertArgs, GoldArgs, WorldArgs, progress_bar, start_pool_run};
 
 /// Training data.
 #[derive(Debug, Subcommand)]
@@ -21,7 +22,9 @@ pub enum DataCommand {
     /// fraction of episodes (--mistake-rate) contains one realistic mistake followed by its
     /// recovery; the mistaken outputs are marked `train: false`. Every episode runs in the
     /// in-process world and is evaluated; only successful ones are written (all of them, unless
-    /// a gold plan is broken).
+    /// a gold plan is broken). With --gold FILE and --server-command the tasks are an AppWorld
+    /// task set run on a pool of AppWorld servers instead (e.g. the synthetic one of `cargo
+    /// xtask appworld synth`: `cargo xtask appworld env` prints its paths).
     ///
     /// The output is JSON Lines, one episode per line, in the format of
     /// datasets/trajectories/README.md, written atomically. The same options give the same
@@ -62,6 +65,19 @@ pub struct GenArgs {
     keep_failures: bool,
     #[command(flatten)]
     world: WorldArgs,
+    #[command(flatten)]
+    gold: GoldArgs,
+    /// Start --pool-size environment servers with this command and play one episode per
+    /// server at a time (needs --gold). Split on whitespace; `{port}` becomes each server's
+    /// port (`{experiment}`, `{index}` its experiment name and index).
+    #[arg(long, requires = "gold")]
+    server_command: Option<String>,
+    /// Number of servers --server-command starts for episodes (one more judges sub-tasks).
+    #[arg(long, default_value_t = 2, requires = "server_command", value_parser = clap::value_parser!(u16).range(1..))]
+    pool_size: u16,
+    /// Seconds a pool server may take to start answering.
+    #[arg(long, default_value_t = 60, requires = "server_command")]
+    startup_timeout: u64,
 }
 
 pub fn run(command: DataCommand) -> Result<()> {
@@ -81,6 +97,23 @@ fn generate(args: &GenArgs) -> Result<()> {
     options.run.limit = args.limit;
     if let Some(threads) = args.threads {
         options.run.threads = usize::from(threads);
+    }
+    if let Some(gold) = args.gold.load()? {
+        let command = args.server_command.as_deref().context(
+            "--gold needs AppWorld servers: add --server-command \"PYTHON SERVE.PY --port {port} \
+             --root DIR\" (see `cargo xtask appworld env`)",
+        )?;
+        let run = start_pool_run(
+            command,
+            usize::from(args.pool_size),
+            Duration::from_secs(args.startup_timeout),
+            "rung-data",
+            Some(gold),
+        )?;
+        options.run.threads = run.envs.len();
+        options.run.backend = Backend::PerWorker(run.envs);
+        options.run.gold = run.gold;
+        options.apps = run.apps;
     }
     options.run.progress = progress_bar(format!("{} {}", args.system, args.split));
     let out = args.out.clone().unwrap_or_else(|| {

@@ -13,10 +13,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rung_agents::harness::Progress;
 use rung_agents::{
-    AppCatalog, Backend, Budgets, Decoding, EvalOptions, ExpertOptions, Experts,
-    ModelPolicyOptions, ModelSpec, System, evaluate, load_role_policies,
+    AppCatalog, AppWorldGold, Backend, Budgets, Decoding, EvalOptions, ExpertOptions, Experts,
+    GoldSource, ModelPolicyOptions, ModelSpec, System, evaluate, load_role_policies,
 };
-use rung_env::{AppWorldClient, Environment, PoolOptions, ServerPool, Split, TaskId};
+use rung_env::{AppWorldClient, Environment, PoolMember, PoolOptions, ServerPool, Split, TaskId};
 use rung_trajectory::{Role, SystemKind};
 use rung_world::sandbox::Limits;
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
@@ -33,8 +33,9 @@ use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
 ///
 /// Episodes run in parallel: by default on threads over the in-process embedded world; with
 /// --server-url against one running `rung world serve`; with --server-command and --pool-size
-/// against a pool of environment servers, one episode per server (real AppWorld: add
-/// --no-gold and --tasks).
+/// against a pool of environment servers, one episode per server (real AppWorld: add --gold
+/// FILE for a task set with gold plans, e.g. the synthetic one of `cargo xtask appworld synth`,
+/// or --no-gold and --tasks).
 ///
 /// Writes into --out (default runs/eval/<system>-<split>): results.json (TGC and SGC overall
 /// and by difficulty, sub-task error rates by index and by role, cost per task, how episodes
@@ -111,14 +112,97 @@ pub struct EvalArgs {
     /// The environment is not rung's embedded world (real AppWorld): take the task ids from
     /// --tasks, list the apps from the environment's API docs, and report no sub-task error
     /// rates (they need gold plans).
-    #[arg(long, requires = "tasks", conflicts_with = "experts")]
+    #[arg(long, requires = "tasks", conflicts_with_all = ["experts", "gold"])]
     no_gold: bool,
+    #[command(flatten)]
+    gold: GoldArgs,
     /// File of task ids to run, one per line (blank lines and `#` comments skipped); default:
     /// every task of the split.
     #[arg(long, value_name = "FILE")]
     tasks: Option<PathBuf>,
     #[command(flatten)]
     world: WorldArgs,
+}
+
+/// Gold plans of an AppWorld task set, for runs on AppWorld servers.
+#[derive(Debug, Args)]
+pub struct GoldArgs {
+    /// rung's gold file of the servers' task set (`<root>/gold.json` of `cargo xtask appworld
+    /// synth`): the split's tasks, the experts' plans and, with --server-command, sub-task
+    /// verdicts from one more server that replays each episode (pool size + 1 servers).
+    /// Needs --server-command or --server-url: its tasks are not in the embedded world.
+    #[arg(long, value_name = "FILE")]
+    gold: Option<PathBuf>,
+}
+
+impl GoldArgs {
+    /// The gold file, if one was given.
+    pub fn load(&self) -> Result<Option<AppWorldGold>> {
+        self.gold
+            .as_deref()
+            .map(|path| AppWorldGold::load(path).map_err(anyhow::Error::from))
+            .transpose()
+    }
+}
+
+/// Starts `size` environment servers with `command` (split on whitespace, with the pool's
+/// placeholders) and hands them out as one restarting environment per server.
+pub fn start_servers(
+    command: &str,
+    size: usize,
+    startup_timeout: Duration,
+    experiment_prefix: &str,
+) -> Result<Vec<PoolMember>> {
+    let command: Vec<String> = command.split_whitespace().map(String::from).collect();
+    if command.is_empty() {
+        bail!("--server-command is empty");
+    }
+    eprintln!(
+        "starting {size} environment server(s): {}",
+        command.join(" ")
+    );
+    let pool = ServerPool::start(PoolOptions {
+        command,
+        size,
+        startup_timeout,
+        experiment_prefix: experiment_prefix.into(),
+        ..PoolOptions::default()
+    })
+    .context("starting the environment servers")?;
+    Ok(pool.into_members())
+}
+
+/// The environment side of a run on a pool: the workers' environments, the gold source (the
+/// last server judges sub-tasks when there is a gold file) and the apps the servers serve.
+pub struct PoolRun {
+    /// One environment per worker.
+    pub envs: Vec<Arc<dyn Environment>>,
+    /// The AppWorld gold, with its judge.
+    pub gold: Option<Arc<dyn GoldSource>>,
+    /// The apps, from the servers' API docs.
+    pub apps: AppCatalog,
+}
+
+/// Starts `workers` servers, plus one to judge sub-tasks when `gold` is given.
+pub fn start_pool_run(
+    command: &str,
+    workers: usize,
+    startup_timeout: Duration,
+    experiment_prefix: &str,
+    gold: Option<AppWorldGold>,
+) -> Result<PoolRun> {
+    let size = workers + usize::from(gold.is_some());
+    let mut members = start_servers(command, size, startup_timeout, experiment_prefix)?;
+    let gold = gold.map(|gold| {
+        let judge = members.pop().expect("a judge server was started");
+        Arc::new(gold.with_judge(Arc::new(judge))) as Arc<dyn GoldSource>
+    });
+    let apps = app_catalog(&members[0])?;
+    let envs = members
+        .into_iter()
+        .map(|m| Arc::new(m) as Arc<dyn Environment>)
+        .collect();
+    Ok(PoolRun { envs, gold, apps })
 }
 
 /// The embedded world.
@@ -240,6 +324,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let world = args.world.embedded();
     let mut options = EvalOptions::embedded(Arc::clone(&world));
     let mut apps = AppCatalog::embedded();
+    let gold = args.gold.load()?;
+    if gold.is_some() && args.server_url.is_none() && args.server_command.is_none() {
+        bail!(
+            "--gold needs AppWorld servers: add --server-command \"PYTHON SERVE.PY --port {{port}} \
+             --root DIR\" (see `cargo xtask appworld env`) or --server-url URL"
+        );
+    }
     if args.no_gold {
         options.gold = None;
     }
@@ -250,46 +341,39 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if let Some(threads) = args.threads {
         options.threads = usize::from(threads);
     }
-    // Kept alive until the run is over; dropping it stops the servers.
-    let mut _pool = None;
+    // The servers stop when the last of their environments (in `options`) is dropped.
     if let Some(url) = &args.server_url {
         let client = AppWorldClient::new(url.trim_end_matches('/'));
         client
             .ping()
             .with_context(|| format!("no environment server answers at {url}"))?;
-        if args.no_gold {
+        if args.no_gold || gold.is_some() {
             apps = app_catalog(&client)?;
+        }
+        if let Some(gold) = gold {
+            eprintln!(
+                "note: with --server-url no server is free to judge sub-tasks; use \
+                 --server-command for sub-task error rates"
+            );
+            options.gold = Some(Arc::new(gold));
         }
         options.backend = Backend::Shared(Arc::new(client));
     } else if let Some(command) = &args.server_command {
-        let command: Vec<String> = command.split_whitespace().map(String::from).collect();
-        if command.is_empty() {
-            bail!("--server-command is empty");
-        }
-        eprintln!(
-            "starting {} environment server(s): {}",
-            args.pool_size,
-            command.join(" ")
-        );
-        let pool = ServerPool::start(PoolOptions {
+        let run = start_pool_run(
             command,
-            size: usize::from(args.pool_size),
-            startup_timeout: Duration::from_secs(args.startup_timeout),
-            experiment_prefix: "rung-eval".into(),
-            ..PoolOptions::default()
-        })
-        .context("starting the environment servers")?;
-        if args.no_gold {
-            apps = app_catalog(&pool.clients()[0])?;
+            usize::from(args.pool_size),
+            Duration::from_secs(args.startup_timeout),
+            "rung-eval",
+            gold,
+        )?;
+        if args.no_gold || run.gold.is_some() {
+            apps = run.apps;
         }
-        let envs: Vec<Arc<dyn Environment>> = pool
-            .clients()
-            .iter()
-            .map(|c| Arc::new(c.clone()) as Arc<dyn Environment>)
-            .collect();
-        options.threads = envs.len();
-        options.backend = Backend::PerWorker(envs);
-        _pool = Some(pool);
+        if run.gold.is_some() {
+            options.gold = run.gold;
+        }
+        options.threads = run.envs.len();
+        options.backend = Backend::PerWorker(run.envs);
     }
 
     let system = match policies {
@@ -297,7 +381,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             let gold = options
                 .gold
                 .clone()
-                .context("the experts need the embedded world's gold plans")?;
+                .context("the experts need gold plans (the embedded world's, or --gold FILE)")?;
             Experts::new(gold, rates).system(args.system, apps)
         }
         Policies::Models(specs, model_options) => {

@@ -323,10 +323,12 @@ fn a_member_restarts_its_dead_server_at_the_next_episode() {
         }
         other => panic!("expected the restarted server's 501, got {other:?}"),
     }
-    let pool = member.pool().lock().expect("lock");
-    assert!(pool.is_alive(0));
-    assert_ne!(pool.pid(0), Some(old_pid));
-    assert_eq!(member.client().base_url(), pool.urls()[0]);
+    {
+        let pool = member.pool().lock().expect("lock");
+        assert!(pool.is_alive(0));
+        assert_ne!(pool.pid(0), Some(old_pid));
+        assert_eq!(member.client().base_url(), pool.urls()[0]);
+    }
     assert!(
         !member.revive().expect("revive"),
         "a live server is left alone"
