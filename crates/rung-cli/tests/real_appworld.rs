@@ -117,11 +117,7 @@ impl Setup {
 type PoolRun = (Vec<Arc<dyn Environment>>, Arc<dyn GoldSource>, Vec<TaskId>);
 
 /// `workers` servers for episodes, and the gold with one more server as its judge.
-fn pool_run(
-    setup: &Setup,
-    workers: usize,
-    prefix: &str,
-) -> PoolRun {
+fn pool_run(setup: &Setup, workers: usize, prefix: &str) -> PoolRun {
     let pool = ServerPool::start(setup.options(workers + 1, prefix)).expect("servers start");
     let mut members = pool.into_members();
     let judge = members.pop().expect("judge");
