@@ -240,3 +240,45 @@ fn bad_configs_name_the_key() {
     let err = ExperimentConfig::from_toml(&mixed).unwrap_err().to_string();
     assert!(err.contains("group[0].allocations[0].single"), "{err}");
 }
+
+/// `configs/appworld-synthetic.toml` through real AppWorld servers (the engine from PyPI): run
+/// by `.ci/appworld` after `cargo xtask appworld setup` and `synth`, with the variables of
+/// `cargo xtask appworld env` exported.
+#[test]
+#[ignore = "needs the AppWorld virtualenv and synthetic data: run .ci/appworld"]
+fn appworld_synthetic_experiment_runs_through_real_servers() {
+    let mut config =
+        ExperimentConfig::from_file(&root().join("configs/appworld-synthetic.toml")).unwrap();
+    let out = std::env::temp_dir().join(format!("rung-appworld-exp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    config.output_dir = out.clone();
+    let outcome = rung_experiment::run(&config, &RunOptions::default())
+        .unwrap()
+        .expect("not a dry run");
+    let results: Results =
+        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    assert_eq!(results.runs.len(), 4);
+    for run in &results.runs {
+        let split = &run.splits["test_normal"];
+        assert_eq!(split.tasks, 6, "the gold file's test_normal split");
+        assert!(
+            split.subtask_error.is_some(),
+            "{}: the judge server gives sub-task verdicts",
+            run.name
+        );
+        assert!(split.cost_per_task.flops > 0.0);
+    }
+    // The expert data came from real AppWorld: every episode succeeded there.
+    let data: Vec<_> = std::fs::read_dir(out.join("stages/data"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(data.len(), 4, "train and dev of two systems");
+    for dir in data {
+        let done: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("done.json")).unwrap()).unwrap();
+        assert_eq!(done["tgc"], 100.0, "{}", dir.display());
+        assert!(done["episodes"].as_u64().unwrap() >= 6);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

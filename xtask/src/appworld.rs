@@ -275,7 +275,9 @@ pub fn run(root: &Path, task: AppworldTask) -> Result<ExitCode> {
     }
 }
 
-/// Shell assignments of the paths scripts need, single-quoted.
+/// Exported shell assignments of the paths scripts and `rung` need, single-quoted: exported,
+/// so that `eval "$(cargo xtask appworld env)"` reaches child processes such as `rung
+/// experiment`, whose configs name `${RUNG_APPWORLD_ROOT}` and friends.
 fn env_lines(root: &Path, layout: &Layout) -> String {
     let synthetic = layout.synthetic();
     let pairs = [
@@ -296,7 +298,7 @@ fn env_lines(root: &Path, layout: &Layout) -> String {
     ];
     pairs
         .iter()
-        .map(|(name, path)| format!("{name}={}\n", shell_quote(&path.to_string_lossy())))
+        .map(|(name, path)| format!("export {name}={}\n", shell_quote(&path.to_string_lossy())))
         .collect()
 }
 
@@ -555,11 +557,11 @@ mod tests {
         let layout = Layout::new(PathBuf::from("/cache/it's"));
         let text = env_lines(Path::new("/repo"), &layout);
         assert!(
-            text.contains("RUNG_APPWORLD_PYTHON='/cache/it'\\''s/venv/bin/python'\n"),
+            text.contains("export RUNG_APPWORLD_PYTHON='/cache/it'\\''s/venv/bin/python'\n"),
             "{text}"
         );
-        assert!(text.contains("RUNG_APPWORLD_GOLD='/cache/it'\\''s/synthetic/gold.json'\n"));
-        assert!(text.contains("RUNG_APPWORLD_SERVE='/repo/xtask/appworld/serve.py'\n"));
+        assert!(text.contains("export RUNG_APPWORLD_GOLD='/cache/it'\\''s/synthetic/gold.json'\n"));
+        assert!(text.contains("export RUNG_APPWORLD_SERVE='/repo/xtask/appworld/serve.py'\n"));
     }
 
     #[test]

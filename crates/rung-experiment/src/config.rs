@@ -97,7 +97,9 @@ pub enum EnvironmentConfig {
         /// Seconds a server may take to start answering.
         #[serde(default = "default_startup_timeout")]
         startup_timeout_s: u64,
-        /// Task ids per split (a file of ids, one per line).
+        /// Task ids per split (a file of ids, one per line); splits missing here take the gold
+        /// file's lists.
+        #[serde(default)]
         tasks: BTreeMap<Split, PathBuf>,
         /// Gold plans with sub-task splits (experts and sub-task error rates need them).
         #[serde(default)]
@@ -442,11 +444,13 @@ impl ExperimentConfig {
             if *pool_size == 0 {
                 return bad("environment.pool_size".into(), "must be at least 1".into());
             }
-            let experts_play = gold.is_some();
-            let needed = [self.data.train_split, self.data.validation_split]
-                .into_iter()
-                .filter(|_| experts_play)
-                .chain(self.evaluation.splits.iter().copied());
+            // With a gold file, splits without a task file take the gold file's own lists.
+            let needed = self
+                .evaluation
+                .splits
+                .iter()
+                .copied()
+                .filter(|_| gold.is_none());
             for split in needed {
                 if !tasks.contains_key(&split) {
                     return bad(

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use rung_agents::harness::EvalOptions;
-use rung_agents::{AppCatalog, GoldSource};
+use rung_agents::harness::{Backend, EvalOptions};
+use rung_agents::{AppCatalog, AppWorldGold, GoldSource};
 use rung_env::{Environment, PoolOptions, ServerPool, Split, TaskId};
 use rung_world::sandbox::Limits;
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
@@ -26,7 +26,10 @@ pub struct Episodes {
 }
 
 struct Pool {
-    servers: ServerPool,
+    /// One server per worker; each member restarts its server if it died.
+    workers: Vec<Arc<dyn Environment>>,
+    /// The gold plans, judging sub-tasks on a server of their own.
+    gold: Option<Arc<dyn GoldSource>>,
     apps: AppCatalog,
 }
 
@@ -88,26 +91,41 @@ impl Episodes {
             } => {
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
                 if pool.is_none() {
-                    *pool =
-                        Some(self.start_pool(server_command, *pool_size, *startup_timeout_s)?);
+                    let command = expand_env(server_command, "environment.server_command")?;
+                    let gold = match gold {
+                        Some(path) => {
+                            Some(expand_env(&path.to_string_lossy(), "environment.gold")?)
+                        }
+                        None => None,
+                    };
+                    *pool = Some(self.start_pool(
+                        &command,
+                        *pool_size,
+                        *startup_timeout_s,
+                        gold.as_deref().map(Path::new),
+                    )?);
                 }
                 let pool = pool.as_ref().expect("started above");
-                let mut options = EvalOptions::pool(pool.servers.clients());
-                let file = tasks.get(&split).ok_or_else(|| {
-                    ExperimentError::Config(format!(
-                        "`environment.tasks.{}` is missing",
-                        split_name(split)
-                    ))
-                })?;
+                let mut options = EvalOptions {
+                    threads: pool.workers.len(),
+                    backend: Backend::PerWorker(pool.workers.clone()),
+                    gold: pool.gold.clone(),
+                    tasks: None,
+                    limit: None,
+                    trajectories: None,
+                    progress: None,
+                };
                 let key = format!("environment.tasks.{}", split_name(split));
-                let file = expand_env(&file.to_string_lossy(), &key)?;
-                options.tasks = Some(read_task_ids(Path::new(&file))?);
-                options.gold = match gold {
-                    Some(path) => {
-                        let path = expand_env(&path.to_string_lossy(), "environment.gold")?;
-                        Some(load_gold(Path::new(&path))?)
+                options.tasks = match tasks.get(&split) {
+                    Some(file) => {
+                        let file = expand_env(&file.to_string_lossy(), &key)?;
+                        Some(read_task_ids(Path::new(&file))?)
                     }
-                    None => None,
+                    // The gold file's own split lists.
+                    None if pool.gold.is_some() => None,
+                    None => {
+                        return Err(ExperimentError::Config(format!("`{key}` is missing")));
+                    }
                 };
                 options
             }
@@ -120,20 +138,36 @@ impl Episodes {
         Ok(options)
     }
 
+    /// Starts `size` worker servers, plus one that judges sub-tasks when there is a gold file
+    /// (verdicts replay episodes on a server no episode runs on).
     fn start_pool(
         &self,
         command: &str,
         size: u16,
         startup_timeout_s: u64,
+        gold: Option<&Path>,
     ) -> Result<Pool, ExperimentError> {
+        // Read the gold file first: a bad file should not cost a pool start-up.
+        let gold = match gold {
+            Some(path) => Some(AppWorldGold::load(path).map_err(|e| {
+                ExperimentError::Config(format!("`environment.gold` {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
         let command: Vec<String> = command.split_whitespace().map(String::from).collect();
+        let total = usize::from(size) + usize::from(gold.is_some());
         eprintln!(
-            "starting {size} environment server(s): {}",
+            "starting {total} environment server(s){}: {}",
+            if gold.is_some() {
+                " (one judges sub-tasks)"
+            } else {
+                ""
+            },
             command.join(" ")
         );
         let servers = ServerPool::start(PoolOptions {
             command,
-            size: usize::from(size),
+            size: total,
             startup_timeout: Duration::from_secs(startup_timeout_s),
             experiment_prefix: "rung-experiment".into(),
             log_dir: Some(self.log_dir.clone()),
@@ -143,20 +177,23 @@ impl Episodes {
         let docs = servers.clients()[0].api_docs().map_err(|e| {
             ExperimentError::Stage(format!("reading the environment's API docs: {e}"))
         })?;
+        let mut members = servers.into_members();
+        let gold = match gold {
+            Some(gold) => {
+                let judge = members.pop().expect("the pool has a judge server");
+                Some(Arc::new(gold.with_judge(Arc::new(judge))) as Arc<dyn GoldSource>)
+            }
+            None => None,
+        };
         Ok(Pool {
+            workers: members
+                .into_iter()
+                .map(|m| Arc::new(m) as Arc<dyn Environment>)
+                .collect(),
+            gold,
             apps: AppCatalog::from_api_docs(&docs),
-            servers,
         })
     }
-}
-
-/// Gold plans of an AppWorld task set (as written by the synthetic-task generator).
-fn load_gold(path: &Path) -> Result<Arc<dyn GoldSource>, ExperimentError> {
-    // INTEGRATE: the AppWorld gold source (issue 9) is being written.
-    Err(ExperimentError::Config(format!(
-        "`environment.gold` {}: AppWorld gold plans are not supported by this build",
-        path.display()
-    )))
 }
 
 /// Task ids, one per line (blank lines and `#` comments skipped).
