@@ -16,7 +16,7 @@ use rung_agents::{
     AppCatalog, AppWorldGold, Backend, Budgets, Decoding, EvalOptions, ExpertOptions, Experts,
     GoldSource, ModelPolicyOptions, ModelSpec, System, evaluate, load_role_policies,
 };
-use rung_env::{AppWorldClient, Environment, PoolMember, PoolOptions, ServerPool, Split, TaskId};
+use rung_env::{AppWorldClient, Environment, PoolMember, PoolOptions, ServerPool, Split};
 use rung_trajectory::{Role, SystemKind};
 use rung_world::sandbox::Limits;
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
@@ -335,7 +335,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         options.gold = None;
     }
     if let Some(path) = &args.tasks {
-        options.tasks = Some(read_task_ids(path)?);
+        options.tasks = Some(rung_env::read_task_ids(path)?);
     }
     options.limit = args.limit;
     if let Some(threads) = args.threads {
@@ -567,26 +567,6 @@ fn app_catalog(env: &dyn Environment) -> Result<AppCatalog> {
         .api_docs()
         .context("reading the environment's API docs")?;
     Ok(AppCatalog::from_api_docs(&docs))
-}
-
-fn read_task_ids(path: &Path) -> Result<Vec<TaskId>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let id: TaskId = line
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
-        ids.push(id);
-    }
-    if ids.is_empty() {
-        bail!("{} lists no task ids", path.display());
-    }
-    Ok(ids)
 }
 
 /// Writes `text` to `path` through a temporary sibling and a rename.

@@ -22,4 +22,4 @@ pub use metrics::{EvaluatedTask, Scores};
 pub use pool::{PoolMember, PoolOptions, ServerPool};
 pub use protocol::{Evaluation, Supervisor, TaskInfo, TestFailure, TestPass};
 pub use server::{ServerHandle, ServerOptions, serve, serve_with};
-pub use task::{Split, TaskId, TaskIdError};
+pub use task::{Split, TaskId, TaskIdError, TaskListError, read_task_ids};

@@ -189,3 +189,87 @@ mod tests {
         assert!("test".parse::<Split>().unwrap_err().contains("test_normal"));
     }
 }
+
+/// Why a task-id file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskListError {
+    /// The file could not be read.
+    #[error("cannot read the task list {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is not a task id.
+    #[error("{}:{line}: {source}", path.display())]
+    BadId {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The rejected id.
+        source: TaskIdError,
+    },
+    /// The file names no task.
+    #[error("{} lists no task ids", path.display())]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// Reads a task-id file: one id per line, blank lines and `#` comments skipped — the shape of
+/// AppWorld's split files (`data/datasets/<split>.txt`).
+pub fn read_task_ids(path: &std::path::Path) -> Result<Vec<TaskId>, TaskListError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TaskListError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let id = line.parse().map_err(|source| TaskListError::BadId {
+            path: path.to_path_buf(),
+            line: n + 1,
+            source,
+        })?;
+        ids.push(id);
+    }
+    if ids.is_empty() {
+        return Err(TaskListError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod task_list_tests {
+    use super::*;
+
+    #[test]
+    fn task_lists_skip_comments_and_name_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("rung-task-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.txt");
+        std::fs::write(&good, "# dev\n50e1ac9_1\n\n 50e1ac9_2 \n").unwrap();
+        let ids = read_task_ids(&good).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[1].as_str(), "50e1ac9_2");
+        let bad = dir.join("bad.txt");
+        std::fs::write(&bad, "50e1ac9_1\nnope\n").unwrap();
+        let err = read_task_ids(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.txt:2") && err.contains("nope"), "{err}");
+        let empty = dir.join("empty.txt");
+        std::fs::write(&empty, "# nothing\n").unwrap();
+        assert!(matches!(
+            read_task_ids(&empty),
+            Err(TaskListError::Empty { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

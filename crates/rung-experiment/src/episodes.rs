@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rung_agents::harness::{Backend, EvalOptions};
 use rung_agents::{AppCatalog, AppWorldGold, GoldSource};
-use rung_env::{Environment, PoolOptions, ServerPool, Split, TaskId};
+use rung_env::{Environment, PoolOptions, ServerPool, Split, read_task_ids};
 use rung_world::sandbox::Limits;
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
 
@@ -119,7 +119,10 @@ impl Episodes {
                 options.tasks = match tasks.get(&split) {
                     Some(file) => {
                         let file = expand_env(&file.to_string_lossy(), &key)?;
-                        Some(read_task_ids(Path::new(&file))?)
+                        Some(
+                            read_task_ids(Path::new(&file))
+                                .map_err(|e| ExperimentError::Config(format!("`{key}`: {e}")))?,
+                        )
                     }
                     // The gold file's own split lists.
                     None if pool.gold.is_some() => None,
@@ -194,27 +197,4 @@ impl Episodes {
             apps: AppCatalog::from_api_docs(&docs),
         })
     }
-}
-
-/// Task ids, one per line (blank lines and `#` comments skipped).
-pub fn read_task_ids(path: &Path) -> Result<Vec<TaskId>, ExperimentError> {
-    let text = std::fs::read_to_string(path).map_err(|e| crate::store::io(path, e))?;
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let id: TaskId = line
-            .parse()
-            .map_err(|e| ExperimentError::Config(format!("{}:{}: {e}", path.display(), n + 1)))?;
-        ids.push(id);
-    }
-    if ids.is_empty() {
-        return Err(ExperimentError::Config(format!(
-            "{} lists no task ids",
-            path.display()
-        )));
-    }
-    Ok(ids)
 }
