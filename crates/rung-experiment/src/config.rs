@@ -509,16 +509,19 @@ impl ExperimentConfig {
         check_training_table(&self.training, "training")?;
         for name in self.models.keys() {
             // Every model's merged training config must be a valid `rung train` config.
+            let files = crate::stages::JobFiles {
+                data: Path::new("data.jsonl"),
+                validation: Path::new("val.jsonl"),
+                output_dir: Path::new("out"),
+                tokenizer: None,
+            };
             crate::stages::train_config_for(
                 self,
                 name,
-                Path::new("data.jsonl"),
-                Path::new("val.jsonl"),
                 Role::Executor,
                 &Curriculum::default(),
                 0,
-                Path::new("out"),
-                None,
+                files,
             )
             .map_err(|e| {
                 ExperimentError::Config(format!("`models.{name}` with `[training]`: {e}"))

@@ -214,19 +214,28 @@ pub fn hf_dir(spec: &str) -> Result<PathBuf, ExperimentError> {
     }
 }
 
+/// The files a training job reads and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct JobFiles<'a> {
+    /// Training trajectories.
+    pub data: &'a Path,
+    /// Validation trajectories.
+    pub validation: &'a Path,
+    /// The run directory.
+    pub output_dir: &'a Path,
+    /// The shared tokenizer, if any.
+    pub tokenizer: Option<&'a Path>,
+}
+
 /// The `rung train` config of one role's model: `[training]`, then the model's own training
 /// keys, then what the experiment owns.
-#[allow(clippy::too_many_arguments)]
 pub fn train_config_for(
     config: &ExperimentConfig,
     model: &str,
-    data: &Path,
-    validation: &Path,
     role: Role,
     curriculum: &Curriculum,
     seed: u64,
-    output_dir: &Path,
-    tokenizer: Option<&Path>,
+    files: JobFiles<'_>,
 ) -> anyhow::Result<TrainConfig> {
     let entry = config
         .models
@@ -255,11 +264,11 @@ pub fn train_config_for(
         EnvironmentConfig::Embedded { suite_seed } => (true, *suite_seed),
         EnvironmentConfig::Appworld { .. } => (false, 0),
     };
-    object.insert("data".into(), json!(data));
-    object.insert("validation_data".into(), json!(validation));
-    object.insert("output_dir".into(), json!(output_dir));
+    object.insert("data".into(), json!(files.data));
+    object.insert("validation_data".into(), json!(files.validation));
+    object.insert("output_dir".into(), json!(files.output_dir));
     object.insert("model".into(), model_spec);
-    object.insert("tokenizer".into(), json!(tokenizer));
+    object.insert("tokenizer".into(), json!(files.tokenizer));
     object.insert("lora".into(), serde_json::to_value(&entry.lora)?);
     object.insert("roles".into(), json!([role]));
     object.insert("curriculum".into(), serde_json::to_value(curriculum)?);
@@ -320,7 +329,6 @@ pub struct TrainOutput {
 }
 
 /// Trains one role's model (or resumes it).
-#[allow(clippy::too_many_arguments)]
 pub fn train(
     config: &ExperimentConfig,
     store: &Store,
@@ -341,18 +349,14 @@ pub fn train(
         return parse_done(&stage, done);
     }
     let run_dir = stage.dir.join("run");
-    let train_config = train_config_for(
-        config,
-        &job.model,
-        &data.trajectories,
-        &validation.trajectories,
-        job.role,
-        curriculum,
-        job.seed,
-        &run_dir,
-        tokenizer.map(|t| t.0.as_path()),
-    )
-    .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
+    let files = JobFiles {
+        data: &data.trajectories,
+        validation: &validation.trajectories,
+        output_dir: &run_dir,
+        tokenizer: tokenizer.map(|t| t.0.as_path()),
+    };
+    let train_config = train_config_for(config, &job.model, job.role, curriculum, job.seed, files)
+        .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
     let resuming = !rung_train::checkpoint::list(&run_dir.join("checkpoints")).is_empty();
     store.log(json!({
         "event": if resuming { "resume" } else { "start" }, "stage": "train",
