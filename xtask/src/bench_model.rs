@@ -8,17 +8,18 @@
 //! gate, up, down), and KV-cached greedy decode tokens/s (8 prompts of 64 tokens, 128 new
 //! tokens), for the `base` preset (9,441,408 parameters) at batch 8 × sequence 512.
 //!
-//! Python: `RUNG_PYTHON`, else a `.venv-ref` next to or above the workspace, else `python3`. When
-//! it lacks torch/transformers, rung's figures are printed with instructions to install them.
+//! Python: `RUNG_PYTHON`, else a `.venv-ref` in or above the workspace, else `python3` (see
+//! [`bench_common::python`]; unlike `bench train` there is no `--python`). When it lacks
+//! torch/transformers, rung's figures are printed with instructions to install them.
 
-use std::ffi::OsString;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+
+use crate::bench_common::{self, build_example, fmt, last_json_line};
 
 /// Options of `cargo xtask bench model`.
 #[derive(Debug, Clone, Args)]
@@ -74,16 +75,11 @@ pub struct ModelBenchArgs {
 
 /// Run the benchmark and print the comparison table (see the module documentation).
 pub fn run(root: &Path, args: &ModelBenchArgs) -> Result<()> {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    if threads == 0 {
-        bail!("--threads must be at least 1");
-    }
+    let threads = bench_common::threads(args.threads)?;
     let shapes = shape_args(args);
 
     eprintln!("xtask: building rung-model's bench_model example (release)");
-    let exe = build_example(root)?;
+    let exe = build_example(root, "rung-model", "bench_model")?;
     let rounds = args.rounds.max(1);
     let mut rung: Option<Value> = None;
     let mut reference: Option<Value> = None;
@@ -118,10 +114,7 @@ pub fn run(root: &Path, args: &ModelBenchArgs) -> Result<()> {
 
     print_table(args, threads, &rung, reference.as_ref());
     if let Some(path) = &args.json {
-        let all = json!({ "rung": rung, "pytorch": reference });
-        std::fs::write(path, serde_json::to_string_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("xtask: results written to {}", path.display());
+        bench_common::write_json(path, &json!({ "rung": rung, "pytorch": reference }))?;
     }
     Ok(())
 }
@@ -161,67 +154,6 @@ fn shape_args(args: &ModelBenchArgs) -> Vec<String> {
     .collect()
 }
 
-/// `cargo build --release -p rung-model --example bench_model`, returning the executable's path
-/// (read from cargo's JSON messages, so any target directory works).
-fn build_example(root: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut child = Command::new(&cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "rung-model",
-            "--example",
-            "bench_model",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start cargo")?;
-    let mut exe = None;
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line?;
-        let Ok(message) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "bench_model"
-            && let Some(path) = message["executable"].as_str()
-        {
-            exe = Some(PathBuf::from(path));
-        }
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("building the bench_model example failed ({status})");
-    }
-    exe.context("cargo built bench_model but reported no executable")
-}
-
-fn last_json_line(stdout: &[u8]) -> Option<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-        .filter(Value::is_object)
-}
-
-/// The Python interpreter for the reference: `RUNG_PYTHON`, a `.venv-ref` in or above the
-/// workspace, else `python3`.
-fn python(root: &Path) -> PathBuf {
-    if let Some(python) = std::env::var_os("RUNG_PYTHON") {
-        return PathBuf::from(python);
-    }
-    root.ancestors()
-        .take(2)
-        .map(|dir| dir.join(".venv-ref/bin/python"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
 const INSTALL_HINT: &str = "to compare with PyTorch, install the reference and point RUNG_PYTHON \
      at it:\n  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch transformers peft\n  \
      RUNG_PYTHON=.venv-ref/bin/python cargo xtask bench model";
@@ -235,28 +167,14 @@ fn run_reference(
     hf_config: &Value,
     params: &Value,
 ) -> Result<Option<Value>> {
-    let python = python(root);
-    let probe = Command::new(&python)
-        .args(["-c", "import torch, transformers"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match probe {
-        Ok(status) if status.success() => {}
-        Ok(_) => {
-            eprintln!(
-                "xtask: {} has no torch/transformers; showing rung's figures only. {INSTALL_HINT}",
-                python.display()
-            );
-            return Ok(None);
-        }
-        Err(e) => {
-            eprintln!(
-                "xtask: cannot run {} ({e}); showing rung's figures only. {INSTALL_HINT}",
-                python.display()
-            );
-            return Ok(None);
-        }
+    let python = bench_common::python(root, None);
+    if !bench_common::probe(
+        &python,
+        "torch, transformers",
+        "has no torch/transformers",
+        Some(INSTALL_HINT),
+    ) {
+        return Ok(None);
     }
     let config_path =
         std::env::temp_dir().join(format!("rung-bench-model-{}.json", std::process::id()));
@@ -268,15 +186,11 @@ fn run_reference(
         python.display(),
         script.display()
     );
-    let output = Command::new(&python)
-        .arg(&script)
+    let output = bench_common::reference_command(&python, &script, threads)
         .arg("--config")
         .arg(&config_path)
         .args(["--threads", &threads.to_string(), "--attn", &args.attn])
         .args(shapes)
-        .env("OMP_NUM_THREADS", threads.to_string())
-        .env("PYTHONWARNINGS", "ignore")
-        .env("TRANSFORMERS_VERBOSITY", "error")
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot start {}", python.display()));
@@ -357,8 +271,8 @@ fn print_table(args: &ModelBenchArgs, threads: usize, rung: &Value, reference: O
         };
         println!(
             "{label:<24} {:>12} {:>12} {ratio:>13}   ≥{goal:.1}× {verdict}",
-            fmt_rate(ours),
-            fmt_rate(theirs)
+            fmt(ours, 1),
+            fmt(theirs, 1)
         );
     }
     println!("\nwhere the time goes (seconds per training step; decode: prefill and per-token):");
@@ -390,10 +304,6 @@ fn print_table(args: &ModelBenchArgs, threads: usize, rung: &Value, reference: O
     if reference.is_none() && !args.no_reference {
         println!("\n(PyTorch figures missing: {INSTALL_HINT})");
     }
-}
-
-fn fmt_rate(rate: Option<f64>) -> String {
-    rate.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"))
 }
 
 #[cfg(test)]
@@ -431,12 +341,5 @@ mod tests {
         let best = keep_best(Some(a), b);
         assert_eq!(best["results"]["decode"]["tokens_per_s"], 5.0);
         assert_eq!(best["results"]["train_full"]["tokens_per_s"], 2.0);
-    }
-
-    #[test]
-    fn the_last_json_line_is_found() {
-        let out = b"noise\n{\"a\": 1}\n";
-        assert_eq!(last_json_line(out).unwrap()["a"], 1);
-        assert!(last_json_line(b"nothing").is_none());
     }
 }

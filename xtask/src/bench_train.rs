@@ -15,17 +15,18 @@
 //! sensitive comparison on a shared machine); the load average is printed for that reason.
 //!
 //! Python: `--python`, else `RUNG_PYTHON`, else a `.venv-ref` in or above the workspace, else
-//! `python3` (as `cargo xtask bench model`). Without torch/transformers/peft only rung's
-//! figures are printed, with how to install them.
+//! `python3` (as `cargo xtask bench model`, which has no `--python`; see
+//! [`bench_common::python`]). Without torch/transformers/peft only rung's figures are printed,
+//! with how to install them.
 
-use std::ffi::OsString;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::{Value, json};
+
+use crate::bench_common::{self, build_example, fmt, last_json_line};
 
 /// Options of `cargo xtask bench train`.
 #[derive(Debug, Clone, Args)]
@@ -88,17 +89,18 @@ fn modes(only: &str) -> Result<Vec<&str>> {
 
 /// Run the benchmark and print the comparison table (see the module documentation).
 pub fn run(root: &Path, args: &TrainBenchArgs) -> Result<()> {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    if threads == 0 {
-        bail!("--threads must be at least 1");
-    }
+    let threads = bench_common::threads(args.threads)?;
     let modes = modes(&args.only)?;
     eprintln!("xtask: building rung-train's bench_train example (release)");
-    let exe = build_example(root)?;
-    let python = python(root, args.python.as_deref());
-    let mut reference_ok = !args.no_reference && probe(&python);
+    let exe = build_example(root, "rung-train", "bench_train")?;
+    let python = bench_common::python(root, args.python.as_deref());
+    let mut reference_ok = !args.no_reference
+        && bench_common::probe(
+            &python,
+            "torch, transformers, peft",
+            "lacks torch, transformers or peft",
+            None,
+        );
     let dump = std::env::temp_dir().join(format!("rung-bench-train-{}.json", std::process::id()));
     let load_before = load_average();
     let mut results: Vec<(String, Value, Option<Value>)> = Vec::new();
@@ -114,16 +116,13 @@ pub fn run(root: &Path, args: &TrainBenchArgs) -> Result<()> {
             let ours = child_json(command, "rung's bench_train")?;
             let theirs = if reference_ok {
                 eprintln!("xtask: round {round}, {mode}: PyTorch ({threads} threads)");
-                let mut command = Command::new(&python);
+                let script = root.join("crates/rung-train/benches/pytorch_train.py");
+                let mut command = bench_common::reference_command(&python, &script, threads);
                 command
-                    .arg(root.join("crates/rung-train/benches/pytorch_train.py"))
                     .arg("--batches")
                     .arg(&dump)
                     .args(["--mode", mode, "--attn", &args.attn])
-                    .args(["--threads", &threads.to_string()])
-                    .env("OMP_NUM_THREADS", threads.to_string())
-                    .env("PYTHONWARNINGS", "ignore")
-                    .env("TRANSFORMERS_VERBOSITY", "error");
+                    .args(["--threads", &threads.to_string()]);
                 match child_json(command, "the PyTorch reference") {
                     Ok(value) => Some(value),
                     Err(e) => {
@@ -149,9 +148,7 @@ pub fn run(root: &Path, args: &TrainBenchArgs) -> Result<()> {
             .iter()
             .map(|(mode, r, p)| json!({"mode": mode, "rung": r, "pytorch": p}))
             .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("xtask: results written to {}", path.display());
+        bench_common::write_json(path, &Value::Array(all))?;
     }
     Ok(())
 }
@@ -219,98 +216,9 @@ fn child_json(mut command: Command, what: &str) -> Result<Value> {
     last_json_line(&output.stdout).with_context(|| format!("{what} printed no JSON"))
 }
 
-/// `cargo build --release -p rung-train --example bench_train`, returning the executable's path
-/// (read from cargo's JSON messages, so any target directory works).
-fn build_example(root: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut child = Command::new(&cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "rung-train",
-            "--example",
-            "bench_train",
-        ])
-        .arg("--message-format=json-render-diagnostics")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start cargo")?;
-    let mut exe = None;
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in std::io::BufReader::new(stdout).lines() {
-        let Ok(message) = serde_json::from_str::<Value>(&line?) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "bench_train"
-            && let Some(path) = message["executable"].as_str()
-        {
-            exe = Some(PathBuf::from(path));
-        }
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        bail!("building the bench_train example failed ({status})");
-    }
-    exe.context("cargo built bench_train but reported no executable")
-}
-
-fn last_json_line(stdout: &[u8]) -> Option<Value> {
-    String::from_utf8_lossy(stdout)
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
-        .filter(Value::is_object)
-}
-
-/// The Python for the reference: `--python`, `RUNG_PYTHON`, a `.venv-ref` in or above the
-/// workspace, else `python3`.
-fn python(root: &Path, option: Option<&Path>) -> PathBuf {
-    if let Some(python) = option {
-        return python.to_path_buf();
-    }
-    if let Some(python) = std::env::var_os("RUNG_PYTHON") {
-        return PathBuf::from(python);
-    }
-    root.ancestors()
-        .take(2)
-        .map(|dir| dir.join(".venv-ref/bin/python"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("python3"))
-}
-
 const INSTALL_HINT: &str = "to compare with PyTorch, install the reference and point RUNG_PYTHON \
      (or --python) at it:\n  python3 -m venv .venv-ref && .venv-ref/bin/pip install torch \
      transformers peft\n  RUNG_PYTHON=.venv-ref/bin/python cargo xtask bench train";
-
-/// Whether `python` can import what the reference needs (the reason on stderr when not).
-fn probe(python: &Path) -> bool {
-    let status = Command::new(python)
-        .args(["-c", "import torch, transformers, peft"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(s) if s.success() => true,
-        Ok(_) => {
-            eprintln!(
-                "xtask: {} lacks torch, transformers or peft; showing rung's figures only",
-                python.display()
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!(
-                "xtask: cannot run {} ({e}); showing rung's figures only",
-                python.display()
-            );
-            false
-        }
-    }
-}
 
 /// `/proc/loadavg`'s 1-, 5- and 15-minute averages, or `?` where there is none.
 fn load_average() -> String {
@@ -403,10 +311,6 @@ fn print_table(
     );
 }
 
-fn fmt(value: Option<f64>, decimals: usize) -> String {
-    value.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,12 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn the_python_option_wins() {
-        let root = Path::new("/nonexistent/workspace");
-        assert_eq!(
-            python(root, Some(Path::new("/opt/py"))),
-            PathBuf::from("/opt/py")
-        );
+    fn shapes_are_passed_to_bench_train() {
         let args = TrainBenchArgs {
             threads: None,
             preset: "small".into(),

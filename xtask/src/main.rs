@@ -5,6 +5,7 @@
 //! right profile and paths, whatever the current directory.
 
 mod appworld;
+mod bench_common;
 mod bench_model;
 mod bench_train;
 
