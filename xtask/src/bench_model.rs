@@ -170,8 +170,8 @@ fn run_reference(
     let python = bench_common::python(root, None);
     if !bench_common::probe(
         &python,
-        "torch, transformers",
-        "has no torch/transformers",
+        "torch, transformers, peft",
+        "has no torch/transformers/peft",
         Some(INSTALL_HINT),
     ) {
         return Ok(None);
