@@ -43,19 +43,13 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::AgentError;
-use crate::gold::{CellWindow, GoldPlan, GoldSource, GoldSubtask};
+use crate::gold::{CellWindow, GoldPlan, GoldSource, GoldSubtask, result_seen};
 
 /// The `format` field of a gold file.
 pub const GOLD_FORMAT: &str = "rung-appworld-gold";
 
 /// The gold file version this code reads.
 pub const GOLD_VERSION: u32 = 1;
-
-/// What a cell prints when it succeeded silently (AppWorld's wording, as the embedded world's).
-const SUCCESSFUL: &str = "Execution successful.";
-
-/// How a failed cell's output starts.
-const FAILED: &str = "Execution failed.";
 
 #[derive(Debug, Deserialize)]
 struct GoldFile {
@@ -359,19 +353,11 @@ impl GoldSource for AppWorldGold {
     }
 }
 
-/// Whether a read-only sub-task's outputs show its gold result: the gold output appears verbatim
-/// in one of them, or, when the gold code prints nothing, the last cell succeeded.
-fn result_seen(gold: &str, outputs: &[String]) -> bool {
-    let gold = gold.trim();
-    if gold == SUCCESSFUL {
-        return outputs.last().is_some_and(|o| !o.starts_with(FAILED));
-    }
-    outputs.iter().any(|o| o.contains(gold))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+
+    use rung_world::sandbox::{FAILED, SUCCESSFUL};
 
     use rung_env::protocol::ApiDocs;
     use rung_env::{EnvError, Evaluation, Supervisor, TaskInfo};
@@ -504,7 +490,7 @@ mod tests {
                 }
                 "print(sent)" => format!("{:?}\n", (0..*sent).map(|_| 1).collect::<Vec<_>>()),
                 "ann = 1\nprint(ann)" | "print(ann)" => "1\n".into(),
-                other => format!("{FAILED} Traceback:\nNameError: {other}"),
+                other => format!("{FAILED}\nNameError: {other}"),
             })
         }
         fn task_completed(&self, _: &TaskId) -> Result<bool, EnvError> {

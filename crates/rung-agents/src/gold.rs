@@ -221,7 +221,8 @@ fn contains_all(made: &[NormalChange], wanted: &[NormalChange]) -> bool {
 
 /// Whether a read-only sub-task's outputs show its gold result: the gold output appears
 /// verbatim in one of them, or, when the gold code prints nothing, the last cell succeeded.
-fn result_seen(gold: &str, outputs: &[String]) -> bool {
+/// Shared by every gold source that judges read-only sub-tasks by their printed results.
+pub(crate) fn result_seen(gold: &str, outputs: &[String]) -> bool {
     let gold = gold.trim();
     if gold == SUCCESSFUL {
         return outputs.last().is_some_and(|o| !o.starts_with(FAILED));
