@@ -218,19 +218,10 @@ pub fn run(root: &Path, task: AppworldTask) -> Result<ExitCode> {
             root: data_root,
             force,
         } => {
-            let layout = dir.resolve()?;
-            let python = ready_python(&layout)?;
-            let data_root = match data_root {
-                Some(path) => absolute(&path)?,
-                None => layout.synthetic(),
-            };
+            let (python, data_root) = python_and_root(&dir, data_root)?;
             let mut command = Command::new(&python);
             command
-                .arg(
-                    root.join("xtask")
-                        .join("appworld")
-                        .join("make_synthetic.py"),
-                )
+                .arg(script(root, "make_synthetic.py"))
                 .arg("--root")
                 .arg(&data_root)
                 // AppWorld's JWT library warns about its short demo key on every login.
@@ -246,15 +237,10 @@ pub fn run(root: &Path, task: AppworldTask) -> Result<ExitCode> {
             root: data_root,
             experiment,
         } => {
-            let layout = dir.resolve()?;
-            let python = ready_python(&layout)?;
-            let data_root = match data_root {
-                Some(path) => absolute(&path)?,
-                None => layout.synthetic(),
-            };
+            let (python, data_root) = python_and_root(&dir, data_root)?;
             let mut command = Command::new(&python);
             command
-                .arg(root.join("xtask").join("appworld").join("serve.py"))
+                .arg(script(root, "serve.py"))
                 .args(["--port", &port.to_string(), "--root"])
                 .arg(&data_root)
                 .env("PYTHONWARNINGS", "ignore");
@@ -275,6 +261,23 @@ pub fn run(root: &Path, task: AppworldTask) -> Result<ExitCode> {
     }
 }
 
+/// A script of `xtask/appworld/`.
+fn script(root: &Path, name: &str) -> PathBuf {
+    root.join("xtask").join("appworld").join(name)
+}
+
+/// The virtualenv's Python (after a finished setup) and the data root: `--root`, else the
+/// synthetic folder of the cache.
+fn python_and_root(dir: &DirArgs, data_root: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+    let layout = dir.resolve()?;
+    let python = ready_python(&layout)?;
+    let data_root = match data_root {
+        Some(path) => absolute(&path)?,
+        None => layout.synthetic(),
+    };
+    Ok((python, data_root))
+}
+
 /// Exported shell assignments of the paths scripts and `rung` need, single-quoted: exported,
 /// so that `eval "$(cargo xtask appworld env)"` reaches child processes such as `rung
 /// experiment`, whose configs name `${RUNG_APPWORLD_ROOT}` and friends.
@@ -283,16 +286,8 @@ fn env_lines(root: &Path, layout: &Layout) -> String {
     let pairs = [
         ("RUNG_APPWORLD_DIR", layout.dir.clone()),
         ("RUNG_APPWORLD_PYTHON", layout.python()),
-        (
-            "RUNG_APPWORLD_SERVE",
-            root.join("xtask").join("appworld").join("serve.py"),
-        ),
-        (
-            "RUNG_APPWORLD_SYNTH",
-            root.join("xtask")
-                .join("appworld")
-                .join("make_synthetic.py"),
-        ),
+        ("RUNG_APPWORLD_SERVE", script(root, "serve.py")),
+        ("RUNG_APPWORLD_SYNTH", script(root, "make_synthetic.py")),
         ("RUNG_APPWORLD_ROOT", synthetic.clone()),
         ("RUNG_APPWORLD_GOLD", synthetic.join("gold.json")),
     ];

@@ -275,6 +275,11 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
         let stat = |f: &dyn Fn(&SplitResult) -> f64| {
             Stat::of(&results.iter().map(|r| f(r)).collect::<Vec<_>>())
         };
+        // Over the seeds that have the value (a difficulty level, sub-task index or role may be
+        // missing from some seeds' evaluations).
+        let present = |f: &dyn Fn(&SplitResult) -> Option<f64>| {
+            Stat::of(&results.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+        };
         let run_stat = |f: &dyn Fn(&RunResult) -> f64| {
             Stat::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>())
         };
@@ -282,7 +287,6 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
             .iter()
             .flat_map(|r| r.tgc_by_difficulty.keys().copied())
             .collect();
-        let errors: Vec<f64> = results.iter().filter_map(|r| r.subtask_error).collect();
         let max_index = results
             .iter()
             .map(|r| r.subtask_error_by_index.len())
@@ -302,11 +306,10 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
             tgc_by_difficulty: levels
                 .into_iter()
                 .map(|level| {
-                    let values: Vec<f64> = results
-                        .iter()
-                        .filter_map(|r| r.tgc_by_difficulty.get(&level).copied())
-                        .collect();
-                    (level, Stat::of(&values))
+                    (
+                        level,
+                        present(&|r| r.tgc_by_difficulty.get(&level).copied()),
+                    )
                 })
                 .collect(),
             flops_per_task: stat(&|r| r.cost_per_task.flops),
@@ -315,24 +318,17 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
             }),
             seconds_per_task: stat(&|r| r.cost_per_task.wall_seconds),
             interactions_per_task: stat(&|r| r.cost_per_task.interactions),
-            subtask_error: (!errors.is_empty()).then(|| Stat::of(&errors)),
+            subtask_error: Some(present(&|r| r.subtask_error)).filter(|s| s.n > 0),
             subtask_error_by_index: (0..max_index)
-                .map(|i| {
-                    let values: Vec<f64> = results
-                        .iter()
-                        .filter_map(|r| r.subtask_error_by_index.get(i).copied())
-                        .collect();
-                    Stat::of(&values)
-                })
+                .map(|i| present(&|r| r.subtask_error_by_index.get(i).copied()))
                 .collect(),
             subtask_error_by_role: roles
                 .into_iter()
                 .map(|role| {
-                    let values: Vec<f64> = results
-                        .iter()
-                        .filter_map(|r| r.subtask_error_by_role.get(&role).copied())
-                        .collect();
-                    (role, Stat::of(&values))
+                    (
+                        role,
+                        present(&|r| r.subtask_error_by_role.get(&role).copied()),
+                    )
                 })
                 .collect(),
             training_flops: run_stat(&|r| r.training_flops),
