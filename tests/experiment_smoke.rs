@@ -111,6 +111,26 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     assert_eq!(results.claims.len(), 3);
     assert!(report.contains("ProST lowers sub-task error rates"));
 
+    // Each configuration's final validation loss is the mean of its runs' role models' losses,
+    // and the report compares it between prost and all for both systems.
+    for c in headline {
+        let run = results
+            .runs
+            .iter()
+            .find(|r| r.run.configuration == c.configuration)
+            .unwrap();
+        let losses: Vec<f64> = run
+            .training
+            .values()
+            .map(|t| t.final_val_loss.expect("smoke validates"))
+            .collect();
+        let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+        let summary = c.final_val_loss.expect("summarised");
+        assert!((summary.mean - mean).abs() < 1e-9, "{}", c.label);
+    }
+    assert!(report.contains("`prost` against `all` at the end of training"));
+    assert!(report.contains("of 2 pairs"), "one pair per system");
+
     // Plots: SVG and PNG of each.
     for stem in [
         "pareto",

@@ -153,17 +153,24 @@ fn verdict(deltas: &[(bool, bool)]) -> Verdict {
     Verdict::Inconclusive
 }
 
-/// The paper's three claims against the headline split.
-pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
-    let find = |c: &ConfigSummary, schedule: &str| {
-        let twin = c.configuration.with_schedule(schedule);
-        summaries.iter().find(|s| s.configuration == twin)
-    };
-    let pairs: Vec<(&ConfigSummary, &ConfigSummary)> = summaries
+/// Every configuration trained with `prost` next to its `all` twin (same system and models).
+fn prost_all_pairs(summaries: &[ConfigSummary]) -> Vec<(&ConfigSummary, &ConfigSummary)> {
+    summaries
         .iter()
         .filter(|c| c.configuration.schedule == "prost")
-        .filter_map(|c| find(c, "all").map(|a| (c, a)))
-        .collect();
+        .filter_map(|c| {
+            let twin = c.configuration.with_schedule("all");
+            summaries
+                .iter()
+                .find(|s| s.configuration == twin)
+                .map(|a| (c, a))
+        })
+        .collect()
+}
+
+/// The paper's three claims against the headline split.
+pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
+    let pairs = prost_all_pairs(summaries);
 
     // 1. ProST improves every multi-agent configuration (TGC).
     let mut evidence = Vec::new();
@@ -267,6 +274,48 @@ pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
     claims
 }
 
+/// `prost` against `all` at the end of training: final validation loss and training compute per
+/// pair. Not one of the paper's claims, but what a run shows even when no task gets done.
+pub fn schedule_training_comparison(summaries: &[ConfigSummary]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let (mut lower, mut higher, mut beyond) = (0, 0, 0);
+    for (prost, all) in prost_all_pairs(summaries) {
+        let (Some(p), Some(a)) = (&prost.final_val_loss, &all.final_val_loss) else {
+            continue;
+        };
+        if p.mean < a.mean {
+            lower += 1;
+        } else {
+            higher += 1;
+        }
+        if beyond_spread(p, a) {
+            beyond += 1;
+        }
+        lines.push(format!(
+            "{} {}: final validation loss prost {} vs all {} ({:+.3}{}), training FLOPs {:.2e} vs {:.2e} ({:.0}%)",
+            short(prost.configuration.system),
+            prost.configuration.allocation(),
+            p.show(3),
+            a.show(3),
+            p.mean - a.mean,
+            spread_note(p, a),
+            prost.training_flops.mean,
+            all.training_flops.mean,
+            100.0 * prost.training_flops.mean / all.training_flops.mean,
+        ));
+    }
+    if !lines.is_empty() {
+        lines.insert(
+            0,
+            format!(
+                "prost ends lower in {lower} and higher in {higher} of {} pairs; {beyond} of them differ beyond the seed spread",
+                lower + higher
+            ),
+        );
+    }
+    lines
+}
+
 fn spread_note(a: &Stat, b: &Stat) -> String {
     if a.n < 2 || b.n < 2 {
         ", one seed: no spread to judge by".into()
@@ -339,6 +388,18 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
     );
     let _ = writeln!(md, "![loss by epoch](plots/loss-epochs.svg)\n");
     let _ = writeln!(md, "![loss by FLOPs](plots/loss-flops.svg)\n");
+    let comparison = results
+        .configurations
+        .get(test)
+        .map(|s| schedule_training_comparison(s))
+        .unwrap_or_default();
+    if !comparison.is_empty() {
+        let _ = writeln!(md, "`prost` against `all` at the end of training:\n");
+        for line in &comparison {
+            let _ = writeln!(md, "- {line}");
+        }
+        let _ = writeln!(md);
+    }
     let _ = writeln!(
         md,
         "| run | role | params | supervised tokens | tokens | FLOPs | seconds | final val loss |"
@@ -372,13 +433,13 @@ fn table(summaries: &[ConfigSummary]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| configuration | params | TGC | SGC | sub-task error | FLOPs/task | tokens/task | s/task | training FLOPs | Pareto |"
+        "| configuration | params | TGC | SGC | sub-task error | FLOPs/task | tokens/task | s/task | training FLOPs | final val loss | Pareto |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|");
     for s in summaries {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {:.2} | {:.2e} | {} |",
+            "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {:.2} | {:.2e} | {} | {} |",
             s.label,
             s.params,
             s.tgc.show(1),
@@ -388,6 +449,7 @@ fn table(summaries: &[ConfigSummary]) -> String {
             s.tokens_per_task.mean,
             s.seconds_per_task.mean,
             s.training_flops.mean,
+            s.final_val_loss.map_or("–".into(), |l| l.show(2)),
             if s.pareto { "★" } else { "" }
         );
     }
@@ -452,6 +514,7 @@ mod tests {
             training_flops: Stat::of(&[1.0]),
             training_supervised_tokens: Stat::of(&[1.0]),
             training_seconds: Stat::of(&[1.0]),
+            final_val_loss: None,
             pareto: false,
         }
     }
@@ -497,5 +560,67 @@ mod tests {
         assert_eq!(claims(&s)[0].verdict, Verdict::Inconclusive);
         // No single-agent configuration: the Pareto claim is not tested.
         assert_eq!(claims(&s)[1].verdict, Verdict::NotTested);
+    }
+
+    #[test]
+    fn training_comparison_counts_pairs_and_spread() {
+        let two = SystemKind::TwoAgent;
+        let with_loss = |mut s: ConfigSummary, loss: &[f64], flops: f64| {
+            s.final_val_loss = Some(Stat::of(loss));
+            s.training_flops = Stat::of(&[flops]);
+            s
+        };
+        let mut big = summary(two, "prost", &[0.0, 0.0], &[100.0, 100.0]);
+        big.configuration
+            .models
+            .insert(Role::Orchestrator, "base".into());
+        big.label = big.configuration.to_string();
+        let mut big_all = big.clone();
+        big_all.configuration = big.configuration.with_schedule("all");
+        let s = [
+            // prost higher beyond the spread, at 80% of the compute.
+            with_loss(
+                summary(two, "prost", &[0.0, 0.0], &[100.0, 100.0]),
+                &[2.5, 2.6],
+                8.0,
+            ),
+            with_loss(
+                summary(two, "all", &[0.0, 0.0], &[100.0, 100.0]),
+                &[1.9, 2.0],
+                10.0,
+            ),
+            // prost lower, within the spread.
+            with_loss(big, &[1.0, 2.0], 5.0),
+            with_loss(big_all, &[1.2, 2.2], 5.0),
+            // A schedule without a twin is not compared.
+            with_loss(summary(two, "random", &[0.0], &[100.0]), &[9.0], 1.0),
+        ];
+        let lines = schedule_training_comparison(&s);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "prost ends lower in 1 and higher in 1 of 2 pairs; 1 of them differ beyond the seed spread"
+        );
+        let tiny = lines
+            .iter()
+            .find(|l| l.contains("2.550 ± 0.071"))
+            .expect("tiny pair");
+        assert!(
+            tiny.contains("vs all 1.950 ± 0.071 (+0.600, beyond the seed spread)"),
+            "{tiny}"
+        );
+        assert!(tiny.ends_with("(80%)"), "{tiny}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("(-0.200, within the seed spread)")),
+            "{lines:?}"
+        );
+        // Without validation losses there is nothing to say.
+        let bare = [
+            summary(two, "prost", &[0.0], &[100.0]),
+            summary(two, "all", &[0.0], &[100.0]),
+        ];
+        assert!(schedule_training_comparison(&bare).is_empty());
     }
 }

@@ -253,6 +253,10 @@ pub struct ConfigSummary {
     pub training_supervised_tokens: Stat,
     /// Training seconds of all roles.
     pub training_seconds: Stat,
+    /// Validation loss after the last epoch (nats per token, every sub-task supervised), mean
+    /// over the roles' models: the one signal left when no configuration completes a task.
+    /// `None` when some role was trained without validation.
+    pub final_val_loss: Option<Stat>,
     /// Whether it is on the Pareto front (TGC against FLOPs per task).
     pub pareto: bool,
 }
@@ -334,6 +338,13 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
             training_flops: run_stat(&|r| r.training_flops),
             training_supervised_tokens: run_stat(&|r| r.training_supervised_tokens as f64),
             training_seconds: run_stat(&|r| r.training_seconds),
+            final_val_loss: Some(Stat::of(
+                &runs
+                    .iter()
+                    .filter_map(|r| mean_final_val_loss(r))
+                    .collect::<Vec<_>>(),
+            ))
+            .filter(|s| s.n > 0),
             pareto: false,
         });
     }
@@ -345,6 +356,13 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
         summary.pareto = on_front;
     }
     out
+}
+
+/// Mean of the run's role models' final validation losses; `None` if any role lacks one.
+fn mean_final_val_loss(run: &RunResult) -> Option<f64> {
+    let losses: Option<Vec<f64>> = run.training.values().map(|t| t.final_val_loss).collect();
+    let losses = losses.filter(|l| !l.is_empty())?;
+    Some(losses.iter().sum::<f64>() / losses.len() as f64)
 }
 
 #[cfg(test)]
