@@ -131,6 +131,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ]);
             if task.backend != "cpu" {
                 command.args(["--features", &task.backend]);
+                // A GPU feature changes burn's features, so sharing the CPU build's target dir
+                // would rebuild burn on every switch of backend: each backend gets its own.
+                let dir = backend_target_dir(target_dir(&root), &task.backend);
+                eprintln!("building into {}", dir.display());
+                command.env("CARGO_TARGET_DIR", dir);
             }
             // Relative to where the user stands, not to the workspace root cargo runs in.
             let config = std::env::current_dir()
@@ -191,6 +196,13 @@ fn target_dir(root: &Path) -> PathBuf {
         Some(dir) => root.join(dir),
         None => root.join("target"),
     }
+}
+
+/// `<target dir>-<backend>` (e.g. `target-wgpu`), the convention `.ci/run` and the README use.
+fn backend_target_dir(target: PathBuf, backend: &str) -> PathBuf {
+    let mut name = target.into_os_string();
+    name.push(format!("-{backend}"));
+    PathBuf::from(name)
 }
 
 /// `cargo run --release -p rung-cli --bin rung --` in the workspace root; callers add the args.
@@ -379,6 +391,18 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn gpu_backends_build_beside_the_cpu_target_dir() {
+        assert_eq!(
+            backend_target_dir(PathBuf::from("/w/target"), "wgpu"),
+            PathBuf::from("/w/target-wgpu")
+        );
+        assert_eq!(
+            backend_target_dir(PathBuf::from("/cache/t"), "cuda"),
+            PathBuf::from("/cache/t-cuda")
+        );
     }
 
     #[test]
