@@ -230,10 +230,18 @@ pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
         })
         .collect();
     let useful_front = front.iter().any(|c| c.tgc.mean > 0.0);
+    let single_seeded = summaries.iter().any(|c| c.tgc.n < 2);
     let second = if !has_multi || !has_single {
         Verdict::NotTested
     } else if !useful_front {
         evidence.push("every configuration has 0% TGC, so the front only orders costs".into());
+        Verdict::Inconclusive
+    } else if single_seeded {
+        // Like the other claims: one seed has no spread, so it cannot settle the front.
+        evidence.push(
+            "some configurations have one seed: no spread to tell whether the front would hold"
+                .into(),
+        );
         Verdict::Inconclusive
     } else if multi_on_front.iter().any(|c| c.tgc.mean > 0.0) {
         Verdict::Supported
@@ -560,6 +568,46 @@ mod tests {
         assert_eq!(claims(&s)[0].verdict, Verdict::Inconclusive);
         // No single-agent configuration: the Pareto claim is not tested.
         assert_eq!(claims(&s)[1].verdict, Verdict::NotTested);
+    }
+
+    #[test]
+    fn pareto_claim_needs_tasks_done_and_seeds() {
+        let front = |mut s: ConfigSummary, flops: f64, pareto: bool| {
+            s.flops_per_task = Stat::of(&[flops]);
+            s.pareto = pareto;
+            s
+        };
+        let one = SystemKind::Single;
+        let two = SystemKind::TwoAgent;
+        // A cheaper multi-agent team beats the single agent: supported with two seeds each.
+        let s = [
+            front(summary(one, "all", &[30.0, 32.0], &[50.0, 50.0]), 2e9, true),
+            front(summary(two, "all", &[40.0, 42.0], &[40.0, 40.0]), 1e9, true),
+        ];
+        assert_eq!(
+            claims(&s)[1].verdict,
+            Verdict::Supported,
+            "{:?}",
+            claims(&s)[1]
+        );
+        // Only the single agent on the front: not supported.
+        let s = [
+            front(summary(one, "all", &[30.0, 32.0], &[50.0, 50.0]), 1e9, true),
+            front(
+                summary(two, "all", &[20.0, 22.0], &[40.0, 40.0]),
+                2e9,
+                false,
+            ),
+        ];
+        assert_eq!(claims(&s)[1].verdict, Verdict::NotSupported);
+        // The same with one seed: inconclusive, and the evidence says why.
+        let s = [
+            front(summary(one, "all", &[30.0], &[50.0]), 1e9, true),
+            front(summary(two, "all", &[20.0], &[40.0]), 2e9, false),
+        ];
+        let c = &claims(&s)[1];
+        assert_eq!(c.verdict, Verdict::Inconclusive);
+        assert!(c.evidence.iter().any(|e| e.contains("one seed")), "{c:?}");
     }
 
     #[test]
