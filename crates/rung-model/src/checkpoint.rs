@@ -89,10 +89,18 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<CausalLm> {
             hint: " (a rung checkpoint; for HF weights use `hf::load_hf_model`)".into(),
         });
     }
-    let record = ModuleRecord::load(&record_path).map_err(|e| ModelError::Record {
-        path: record_path.clone(),
-        message: e.to_string(),
-    })?;
+    // Read the whole file now. `ModuleRecord::load` maps tensors to file regions that are read
+    // lazily on first use (on the CPU backend, when a weight is first touched): a checkpoint
+    // pruned or replaced in between (training goes on, `best/` is overwritten) would then panic
+    // or, worse, hand back weights of a different checkpoint.
+    let bytes = std::fs::read(&record_path).map_err(|e| ModelError::io(&record_path, e))?;
+    let record =
+        ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes)).map_err(|e| {
+            ModelError::Record {
+                path: record_path.clone(),
+                message: e.to_string(),
+            }
+        })?;
     model
         .try_load_record(record)
         .map_err(|e| ModelError::Record {

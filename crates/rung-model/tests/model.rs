@@ -510,6 +510,33 @@ fn checkpoint_round_trip_keeps_logits_and_adapter() {
     assert!(matches!(err, ModelError::Record { .. }), "{err}");
 }
 
+/// A loaded checkpoint owns its weights: replacing or deleting the files afterwards (a trainer
+/// overwriting `best/`, pruning old steps) changes nothing in the model already loaded.
+#[test]
+fn loaded_checkpoint_does_not_depend_on_its_files() {
+    let saved = qwen2();
+    let tmp = TempDir::new("checkpoint-owned");
+    save_checkpoint(&saved, tmp.path()).unwrap();
+    let loaded = load_checkpoint(tmp.path(), &device()).unwrap();
+
+    // Another model with the same shapes replaces the record in place.
+    let other = CausalLm::new(saved.config(), &device()).unwrap();
+    save_checkpoint(&other, tmp.path()).unwrap();
+    let seq = [3u32, 1, 4, 1, 5, 9, 2, 6];
+    let want = logits_of(&saved, &seq);
+    assert_ne!(want, logits_of(&other, &seq), "the two models differ");
+    assert_eq!(
+        logits_of(&loaded, &seq),
+        want,
+        "weights of the checkpoint as loaded"
+    );
+
+    // And with the files gone.
+    let again = load_checkpoint(tmp.path(), &device()).unwrap();
+    std::fs::remove_dir_all(tmp.path()).unwrap();
+    assert_eq!(logits_of(&again, &seq), logits_of(&other, &seq));
+}
+
 #[test]
 fn hf_export_round_trips() {
     let model = qwen2();
