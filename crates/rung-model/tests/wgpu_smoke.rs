@@ -7,6 +7,8 @@
 //! XDG_RUNTIME_DIR=/tmp CARGO_TARGET_DIR=target-wgpu \
 //!     cargo test -p rung-model --features wgpu --test wgpu_smoke
 //! ```
+//!
+//! CI runs it together with rung-train's `wgpu_train` (see `.ci/run`).
 #![cfg(feature = "wgpu")]
 
 mod common;

@@ -11,7 +11,7 @@ use rung_model::{LoraConfig, LoraTarget, ModelSource};
 use rung_train::optim::param_values;
 use rung_train::{ModelSpec, Trainer};
 
-use common::{config, tmp};
+use common::{config, step_losses, tmp};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../rung-model/tests/fixtures/qwen2")
@@ -60,16 +60,6 @@ fn fixture_files() -> BTreeMap<PathBuf, Vec<u8>> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
-        .collect()
-}
-
-fn step_losses(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "step")
-        .map(|v| v["loss"].as_f64().unwrap())
         .collect()
 }
 

@@ -14,7 +14,7 @@ use rung_train::{TrainConfig, Trainer};
 
 mod common;
 
-use common::{TmpDir, assert_same, config, tmp};
+use common::{TmpDir, assert_same, config, step_losses, tmp};
 
 #[test]
 fn loss_falls_and_model_reproduces_its_trajectory() {
@@ -29,13 +29,7 @@ fn loss_falls_and_model_reproduces_its_trajectory() {
     let mut t = Trainer::new(c).unwrap();
     let summary = t.run().unwrap();
     assert_eq!(summary.steps, 40);
-    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
-    let losses: Vec<f64> = metrics
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "step")
-        .map(|v| v["loss"].as_f64().unwrap())
-        .collect();
+    let losses = step_losses(&dir.join("run"));
     let (first, last) = (losses[0], *losses.last().unwrap());
     eprintln!("loss {first:.4} -> {last:.4}: {losses:.3?}");
     assert!(first > 5.0, "initial loss near ln(vocab): {first}");
