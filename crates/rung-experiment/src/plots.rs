@@ -138,9 +138,13 @@ fn draw_pareto<DB: DrawingBackend>(
             .label(format!("{} ({})", short(system), system.name()))
             .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled()));
     }
+    // Each front point gets a black ring (a one-point front has no line to show it) and its
+    // label beside the marker rather than over it.
     chart
         .draw_series(front.iter().map(|(x, y, label)| {
-            Text::new(label.clone(), (*x, *y), ("sans-serif", 13).into_font())
+            EmptyElement::at((*x, *y))
+                + Circle::new((0, 0), 9, BLACK.stroke_width(2))
+                + Text::new(label.clone(), (12, -18), ("sans-serif", 13).into_font())
         }))
         .map_err(text)?;
     chart
