@@ -130,6 +130,10 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     }
     assert!(report.contains("`prost` against `all` at the end of training"));
     assert!(report.contains("of 2 pairs"), "one pair per system");
+    assert!(
+        report.contains("all at prost's compute"),
+        "the equal-compute view of each pair"
+    );
 
     // Plots: SVG and PNG of each.
     for stem in [

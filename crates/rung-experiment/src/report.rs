@@ -284,7 +284,12 @@ pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
 
 /// `prost` against `all` at the end of training: final validation loss and training compute per
 /// pair. Not one of the paper's claims, but what a run shows even when no task gets done.
-pub fn schedule_training_comparison(summaries: &[ConfigSummary]) -> Vec<String> {
+/// `runs` give the loss curves for the equal-compute view: `all`'s validation loss at the FLOPs
+/// `prost` spent.
+pub fn schedule_training_comparison(
+    summaries: &[ConfigSummary],
+    runs: &[RunResult],
+) -> Vec<String> {
     let mut lines = Vec::new();
     let (mut lower, mut higher, mut beyond) = (0, 0, 0);
     for (prost, all) in prost_all_pairs(summaries) {
@@ -299,8 +304,11 @@ pub fn schedule_training_comparison(summaries: &[ConfigSummary]) -> Vec<String> 
         if beyond_spread(p, a) {
             beyond += 1;
         }
+        let equal = equal_compute_loss(&prost.configuration, &all.configuration, runs)
+            .map(|e| format!("; all at prost's compute {}", e.show(3)))
+            .unwrap_or_default();
         lines.push(format!(
-            "{} {}: final validation loss prost {} vs all {} ({:+.3}{}), training FLOPs {:.2e} vs {:.2e} ({:.0}%)",
+            "{} {}: final validation loss prost {} vs all {} ({:+.3}{}), training FLOPs {:.2e} vs {:.2e} ({:.0}%){equal}",
             short(prost.configuration.system),
             prost.configuration.allocation(),
             p.show(3),
@@ -322,6 +330,60 @@ pub fn schedule_training_comparison(summaries: &[ConfigSummary]) -> Vec<String> 
         );
     }
     lines
+}
+
+/// The equal-compute view of a `prost`/`all` pair: for each seed both have and each role, `all`'s
+/// validation loss read off its curve at the training FLOPs `prost` spent on that role, averaged
+/// over roles; `None` where a curve does not reach that far back (or has no validation).
+fn equal_compute_loss(
+    prost: &crate::plan::Configuration,
+    all: &crate::plan::Configuration,
+    runs: &[RunResult],
+) -> Option<Stat> {
+    let of = |c: &crate::plan::Configuration, seed: u64| {
+        runs.iter()
+            .find(|r| &r.run.configuration == c && r.run.seed == seed)
+    };
+    let mut per_seed = Vec::new();
+    for p in runs.iter().filter(|r| &r.run.configuration == prost) {
+        let Some(a) = of(all, p.run.seed) else {
+            continue;
+        };
+        let losses: Option<Vec<f64>> = p
+            .training
+            .iter()
+            .map(|(role, pt)| loss_at_flops(&a.training.get(role)?.epochs, pt.flops))
+            .collect();
+        if let Some(l) = losses.filter(|l| !l.is_empty()) {
+            per_seed.push(l.iter().sum::<f64>() / l.len() as f64);
+        }
+    }
+    Some(Stat::of(&per_seed)).filter(|s| s.n > 0)
+}
+
+/// Validation loss at `flops` of training, linear between the epochs' (cumulative FLOPs,
+/// validation loss) points; the last epoch's loss beyond the end; `None` before the first epoch.
+fn loss_at_flops(epochs: &[crate::stages::EpochCost], flops: f64) -> Option<f64> {
+    let points: Vec<(f64, f64)> = epochs
+        .iter()
+        .filter_map(|e| Some((e.cumulative_flops, e.val_loss?)))
+        .collect();
+    let &(first_x, first_y) = points.first()?;
+    if flops < first_x {
+        return None;
+    }
+    for pair in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+        if flops <= x1 {
+            let t = if x1 > x0 {
+                (flops - x0) / (x1 - x0)
+            } else {
+                1.0
+            };
+            return Some(y0 + t * (y1 - y0));
+        }
+    }
+    Some(points.last().map_or(first_y, |p| p.1))
 }
 
 fn spread_note(a: &Stat, b: &Stat) -> String {
@@ -399,7 +461,7 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
     let comparison = results
         .configurations
         .get(test)
-        .map(|s| schedule_training_comparison(s))
+        .map(|s| schedule_training_comparison(s, &results.runs))
         .unwrap_or_default();
     if !comparison.is_empty() {
         let _ = writeln!(md, "`prost` against `all` at the end of training:\n");
@@ -643,7 +705,7 @@ mod tests {
             // A schedule without a twin is not compared.
             with_loss(summary(two, "random", &[0.0], &[100.0]), &[9.0], 1.0),
         ];
-        let lines = schedule_training_comparison(&s);
+        let lines = schedule_training_comparison(&s, &[]);
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert_eq!(
             lines[0],
@@ -669,6 +731,36 @@ mod tests {
             summary(two, "prost", &[0.0], &[100.0]),
             summary(two, "all", &[0.0], &[100.0]),
         ];
-        assert!(schedule_training_comparison(&bare).is_empty());
+        assert!(schedule_training_comparison(&bare, &[]).is_empty());
+    }
+
+    #[test]
+    fn loss_is_read_off_the_curve_at_a_compute_budget() {
+        let epoch = |cumulative_flops: f64, val_loss: Option<f64>| crate::stages::EpochCost {
+            epoch: 0,
+            loss: None,
+            val_loss,
+            tokens: 0,
+            supervised_tokens: 0,
+            cumulative_flops,
+            seconds: 0.0,
+        };
+        let curve = [
+            epoch(10.0, Some(6.0)),
+            epoch(20.0, Some(4.0)),
+            epoch(30.0, None),
+            epoch(40.0, Some(3.0)),
+        ];
+        assert_eq!(loss_at_flops(&curve, 5.0), None, "before the first epoch");
+        assert_eq!(loss_at_flops(&curve, 10.0), Some(6.0));
+        assert_eq!(loss_at_flops(&curve, 15.0), Some(5.0));
+        // An epoch without validation is skipped: 20 → 40 is one segment.
+        assert_eq!(loss_at_flops(&curve, 30.0), Some(3.5));
+        assert_eq!(
+            loss_at_flops(&curve, 99.0),
+            Some(3.0),
+            "the end of the curve"
+        );
+        assert_eq!(loss_at_flops(&[], 1.0), None);
     }
 }
