@@ -172,6 +172,9 @@ where
         .x_label_formatter(&|v| if chart.log_x { log_tick(*v) } else { tick(*v) })
         .y_label_formatter(&|v| tick(*v))
         .light_line_style(RGBColor(235, 235, 235))
+        // On a log axis plotters spaces the light lines evenly in value, so they crowd into grey
+        // bands below each decade; one between two labelled lines is enough.
+        .x_max_light_lines(if chart.log_x { 1 } else { 10 })
         .draw()
         .map_err(text)?;
     for (i, (series, pts)) in chart.series.iter().zip(points).enumerate() {
