@@ -4,24 +4,21 @@
 //! disagreement between training and inference (chat rendering, loss masks, tokenisation,
 //! role prompts, generation, parsing of the model's code) that the unit tests of each side miss.
 
-use std::path::PathBuf;
+mod common;
 
-use rung_experiment::report::{Results, Verdict};
-use rung_experiment::{ExperimentConfig, RunOptions};
+use rung_experiment::RunOptions;
+use rung_experiment::report::Verdict;
+
+use common::{committed_config, read_results};
 
 #[test]
 fn memorised_models_complete_their_tasks() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut config = ExperimentConfig::from_file(&root.join("configs/memorise.toml")).unwrap();
-    let out = std::env::temp_dir().join(format!("rung-memorise-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    config.output_dir = out.clone();
+    let (config, out) = committed_config("memorise.toml", "memorise");
 
     let outcome = rung_experiment::run(&config, &RunOptions::default())
         .unwrap()
         .expect("not a dry run");
-    let results: Results =
-        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    let results = read_results(&outcome.results);
     assert_eq!(
         results.test_split, "train",
         "evaluated on the training tasks"

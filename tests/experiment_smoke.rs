@@ -5,15 +5,15 @@
 //! Every other config under `configs/` must parse and validate.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rung_experiment::report::Results;
 use rung_experiment::{ExperimentConfig, RunOptions};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+
+use common::{committed_config, read_results, root};
 
 fn events(out: &Path) -> Vec<Value> {
     std::fs::read_to_string(out.join("events.jsonl"))
@@ -33,18 +33,14 @@ fn started(events: &[Value]) -> Vec<String> {
 
 #[test]
 fn smoke_experiment_runs_end_to_end_and_resumes() {
-    let mut config = ExperimentConfig::from_file(&root().join("configs/smoke.toml")).unwrap();
-    let out = std::env::temp_dir().join(format!("rung-smoke-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    config.output_dir = out.clone();
+    let (config, out) = committed_config("smoke.toml", "smoke");
 
     let outcome = rung_experiment::run(&config, &RunOptions::default())
         .unwrap()
         .expect("not a dry run");
     assert_eq!(outcome.runs, 4, "single and two-agent × prost and all");
     let report = std::fs::read_to_string(&outcome.report).unwrap();
-    let results: Results =
-        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    let results = read_results(&outcome.results);
 
     // Every run was trained and evaluated on the headline split.
     assert_eq!(results.runs.len(), 4);
@@ -169,8 +165,7 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
         "nothing is redone: {:?}",
         started(&again[first_events..])
     );
-    let rerun: Results =
-        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    let rerun = read_results(&outcome.results);
     assert_eq!(rerun.runs, results.runs);
 
     // Losing one evaluation's output (as a killed run would) redoes exactly that stage, with
@@ -185,8 +180,7 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     rung_experiment::run(&config, &RunOptions::default()).unwrap();
     let after = events(&out);
     assert_eq!(started(&after[before..]), ["eval"]);
-    let resumed: Results =
-        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    let resumed = read_results(&outcome.results);
     let tgc = |r: &Results| {
         r.runs
             .iter()
@@ -271,16 +265,11 @@ fn bad_configs_name_the_key() {
 #[test]
 #[ignore = "needs the AppWorld virtualenv and synthetic data: run .ci/appworld"]
 fn appworld_synthetic_experiment_runs_through_real_servers() {
-    let mut config =
-        ExperimentConfig::from_file(&root().join("configs/appworld-synthetic.toml")).unwrap();
-    let out = std::env::temp_dir().join(format!("rung-appworld-exp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    config.output_dir = out.clone();
+    let (config, out) = committed_config("appworld-synthetic.toml", "appworld-exp");
     let outcome = rung_experiment::run(&config, &RunOptions::default())
         .unwrap()
         .expect("not a dry run");
-    let results: Results =
-        serde_json::from_str(&std::fs::read_to_string(&outcome.results).unwrap()).unwrap();
+    let results = read_results(&outcome.results);
     assert_eq!(results.runs.len(), 4);
     for run in &results.runs {
         let split = &run.splits["test_normal"];
