@@ -37,13 +37,12 @@ pub fn start_world(suite: &Suite, task: &Task) -> World {
 
 /// Runs `cells` in a fresh sandbox on `task`'s start state, keeping the state after each cell.
 pub fn replay(suite: &Suite, task: &Task, cells: &[&str], limits: Limits) -> Replay {
-    let sandbox = Sandbox::new(limits);
+    let mut sandbox = Sandbox::new(limits);
     let mut world = start_world(suite, task);
     let mut states = vec![world.db.clone()];
     let mut outputs = Vec::with_capacity(cells.len());
     for cell in cells {
-        let (output, back) = sandbox.execute(cell, world);
-        world = back;
+        let output = sandbox.execute(cell, &mut world);
         states.push(world.db.clone());
         outputs.push(output);
     }
@@ -57,7 +56,8 @@ pub fn replay(suite: &Suite, task: &Task, cells: &[&str], limits: Limits) -> Rep
 /// What a task expects, from replaying its gold plan.
 pub fn expectation(suite: &Suite, task: &Task) -> Expectation {
     let cells = task.gold_cells();
-    let gold = replay(suite, task, &cells, Limits::default());
+    // Gold programs are trusted: no worker process needed.
+    let gold = replay(suite, task, &cells, Limits::default().in_thread());
     let subtasks = task
         .plan
         .iter()
@@ -80,7 +80,7 @@ pub fn expectation(suite: &Suite, task: &Task) -> Expectation {
 
 struct Episode {
     task: Arc<Task>,
-    world: Option<World>,
+    world: World,
     start: Arc<(Db, String)>,
     sandbox: Sandbox,
     interactions: u32,
@@ -182,7 +182,7 @@ impl Environment for EmbeddedWorld {
             limits.max_time = Duration::from_secs(seconds.max(1));
         }
         let episode = Episode {
-            world: Some(start_world(&self.suite, &task)),
+            world: start_world(&self.suite, &task),
             start: self.suite.world_of(&task),
             sandbox: Sandbox::new(limits),
             interactions: 0,
@@ -205,32 +205,21 @@ impl Environment for EmbeddedWorld {
             ));
         }
         episode.interactions += 1;
-        let world = episode
-            .world
-            .take()
-            .ok_or_else(|| EnvError::Internal("episode lost its world".into()))?;
-        let (output, world) = episode.sandbox.execute(code, world);
-        episode.world = Some(world);
-        Ok(output)
+        let Episode { sandbox, world, .. } = &mut *episode;
+        Ok(sandbox.execute(code, world))
     }
 
     fn task_completed(&self, task_id: &TaskId) -> Result<bool, EnvError> {
         let episode = self.episode(task_id)?;
         let episode = lock(&episode);
-        Ok(episode
-            .world
-            .as_ref()
-            .is_some_and(|w| w.completion.is_some()))
+        Ok(episode.world.completion.is_some())
     }
 
     fn evaluate(&self, task_id: &TaskId) -> Result<Evaluation, EnvError> {
         let episode = self.episode(task_id)?;
         let (changes, answer, task) = {
             let episode = lock(&episode);
-            let world = episode
-                .world
-                .as_ref()
-                .ok_or_else(|| EnvError::Internal("episode lost its world".into()))?;
+            let world = &episode.world;
             let changes = world.db.diff(&episode.start.0);
             let answer: Option<Value> = world.completion.as_ref().and_then(|c| c.answer.clone());
             (changes, answer, Arc::clone(&episode.task))

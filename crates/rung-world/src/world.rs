@@ -17,8 +17,8 @@ pub struct Completion {
     pub status: String,
 }
 
-/// A world in which one episode runs.
-#[derive(Debug, Clone)]
+/// A world in which one episode runs (the default one is empty: a placeholder).
+#[derive(Debug, Clone, Default)]
 pub struct World {
     /// All persistent state.
     pub db: Db,

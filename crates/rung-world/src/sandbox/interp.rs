@@ -1,18 +1,12 @@
-//! The agent's code sandbox: a Python-like language (Starlark) with `apis.<app>.<api>(**kwargs)`
-//! bound to a world, a namespace that persists across cells, captured `print`, AppWorld's three
-//! result forms and hard limits per cell.
-//!
-//! Starlark ties a module's values to the lifetime of its heap, which lives inside a closure; so
-//! each sandbox owns one thread that holds the module for the whole episode and runs the cells it
-//! is sent. The world travels with each cell request and comes back with the output, so the
-//! sandbox never shares mutable state with anything else.
+//! The interpreter: Starlark with `apis.<app>.<api>(**kwargs)`, captured `print`, Python
+//! built-ins Starlark lacks, AppWorld's result forms and the per-cell limits. It knows nothing of
+//! where API calls go ([`ApiGateway`]), so the same code runs in a thread next to the world and in
+//! a worker process that reaches the world over a pipe.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::sync::LazyLock;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use allocative::Allocative;
 use serde_json::Value as Json;
@@ -28,141 +22,35 @@ use starlark::values::none::{NoneOr, NoneType};
 use starlark::values::tuple::UnpackTuple;
 use starlark::values::{Heap, NoSerialize, StarlarkValue, Value, ValueLike, starlark_value};
 
-use crate::apps::registry;
-use crate::world::World;
+use super::{FAILED, Limits, SUCCESSFUL};
+use crate::apps::{ApiError, ApiResult, registry};
 
-/// Per-cell resource limits. A cell that exceeds one fails with a message; the episode goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Function calls plus loop iterations.
-    pub max_ticks: u64,
-    /// Wall-clock time of one cell.
-    pub max_time: Duration,
-    /// Characters printed by one cell.
-    pub max_output: usize,
-    /// API calls made by one cell.
-    pub max_api_calls: u32,
-    /// Bytes on the sandbox's heap.
-    pub max_heap: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_ticks: 1_000_000,
-            max_time: Duration::from_secs(10),
-            max_output: 20_000,
-            max_api_calls: 500,
-            max_heap: 256 << 20,
-        }
-    }
-}
-
-/// The prefix of a failed cell's output, as AppWorld writes it.
-pub const FAILED: &str = "Execution failed. Traceback:";
-/// The output of a cell that succeeded without printing, as AppWorld writes it.
-pub const SUCCESSFUL: &str = "Execution successful.";
-
-struct Job {
-    code: String,
-    world: World,
-    reply: Sender<(String, World)>,
-}
-
-/// A persistent interpreter session for one episode.
-pub struct Sandbox {
-    jobs: Option<Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Sandbox {
-    /// Starts the sandbox's thread.
-    pub fn new(limits: Limits) -> Self {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("rung-sandbox".into())
-            .stack_size(8 << 20)
-            .spawn(move || serve_cells(rx, limits))
-            .expect("spawning a sandbox thread");
-        Self {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        }
-    }
-
-    /// Runs one cell against `world` and returns the cell's output with the world.
-    pub fn execute(&self, code: &str, world: World) -> (String, World) {
-        let (reply, answer) = mpsc::channel();
-        let job = Job {
-            code: code.to_owned(),
-            world,
-            reply,
-        };
-        let jobs = self
-            .jobs
-            .as_ref()
-            .expect("sandbox is running until dropped");
-        if let Err(mpsc::SendError(job)) = jobs.send(job) {
-            return (
-                format!("{FAILED}\nInternalError: the sandbox stopped"),
-                job.world,
-            );
-        }
-        answer
-            .recv()
-            .expect("the sandbox thread replies to every job")
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl fmt::Debug for Sandbox {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sandbox")
-    }
-}
-
-fn serve_cells(jobs: Receiver<Job>, limits: Limits) {
-    Module::with_temp_heap(|module| {
-        for job in jobs {
-            let cell = CellContext::new(job.world, limits);
-            // The world must come back even if the interpreter panics, or the episode is lost.
-            let run = std::panic::AssertUnwindSafe(|| run_cell(&module, &cell, job.code));
-            let output = std::panic::catch_unwind(run).unwrap_or_else(|_| {
-                format!("{FAILED}\nInternalError: the interpreter crashed on this cell")
-            });
-            let _ = job.reply.send((output, cell.world.into_inner()));
-        }
-    });
+/// Where a cell's API calls go: the world itself, or the process that holds it.
+pub(crate) trait ApiGateway {
+    /// Calls `app.api`; an `Err` becomes the cell's `Response status code is …` exception.
+    fn call(
+        &self,
+        app: &str,
+        api: &str,
+        positional: Vec<Json>,
+        named: Vec<(String, Json)>,
+    ) -> ApiResult;
 }
 
 /// What native functions reach through `Evaluator::extra` while a cell runs.
 #[derive(ProvidesStaticType)]
-struct CellContext {
-    world: RefCell<World>,
+struct CellContext<'a> {
+    gateway: &'a dyn ApiGateway,
     printed: RefCell<String>,
     api_calls: Cell<u32>,
+    /// Bytes of API arguments the episode has sent so far (all cells), which is what the world
+    /// keeps growing by: bounded so that no episode can grow its world without end.
+    argument_bytes: &'a Cell<usize>,
     limits: Limits,
 }
 
-impl CellContext {
-    fn new(world: World, limits: Limits) -> Self {
-        Self {
-            world: RefCell::new(world),
-            printed: RefCell::new(String::new()),
-            api_calls: Cell::new(0),
-            limits,
-        }
-    }
-
-    fn of<'a>(eval: &Evaluator<'_, 'a, '_>) -> &'a CellContext {
+impl<'a> CellContext<'a> {
+    fn of<'e>(eval: &Evaluator<'_, 'e, '_>) -> &'e CellContext<'e> {
         eval.extra
             .and_then(|extra| extra.downcast_ref::<CellContext>())
             .expect("cells run with a CellContext")
@@ -187,18 +75,33 @@ static GLOBALS: LazyLock<Globals> = LazyLock::new(|| {
     builder.build()
 });
 
-fn run_cell(module: &Module<'_>, cell: &CellContext, code: String) -> String {
+/// Runs one cell in `module` (the episode's namespace) and returns its output as AppWorld
+/// writes it: what it printed, `Execution successful.`, or a traceback.
+pub(crate) fn run_cell(
+    module: &Module<'_>,
+    gateway: &dyn ApiGateway,
+    argument_bytes: &Cell<usize>,
+    limits: Limits,
+    code: String,
+) -> String {
     let ast = match AstModule::parse("cell", code.clone(), &DIALECT) {
         Ok(ast) => ast,
         Err(e) => return traceback(&code, &e, "SyntaxError"),
     };
+    let cell = CellContext {
+        gateway,
+        printed: RefCell::new(String::new()),
+        api_calls: Cell::new(0),
+        argument_bytes,
+        limits,
+    };
     let mut eval = Evaluator::new(module);
-    eval.extra = Some(cell);
-    let deadline = Instant::now() + cell.limits.max_time;
+    eval.extra = Some(&cell);
+    let deadline = Instant::now() + limits.max_time;
     eval.set_check_cancelled(Box::new(move || Instant::now() > deadline));
     let configured = eval
-        .set_max_tick_count(cell.limits.max_ticks)
-        .and_then(|()| eval.set_max_heap_size(cell.limits.max_heap));
+        .set_max_tick_count(limits.max_ticks)
+        .and_then(|()| eval.set_max_heap_size(limits.max_heap));
     if let Err(e) = configured {
         return format!("{FAILED}\nInternalError: {e}");
     }
@@ -212,6 +115,14 @@ fn run_cell(module: &Module<'_>, cell: &CellContext, code: String) -> String {
             } else {
                 printed.trim_end_matches('\n').to_owned()
             }
+        }
+        // Starlark notices a heap past its limit between statements; the same failure as the
+        // OS refusing an allocation in a worker, so it reads the same.
+        Err(e) if e.to_string().contains("Heap memory limit") => {
+            format!("{FAILED}\n{}", super::memory_error(limits.max_heap))
+        }
+        Err(e) if Instant::now() > deadline && e.to_string().contains("cancelled") => {
+            format!("{FAILED}\n{}", super::timeout_error(limits.max_time))
         }
         Err(e) => {
             let kind = if Instant::now() > deadline {
@@ -358,21 +269,46 @@ impl<'v> StarlarkValue<'v> for Api {
             let json = to_json(value, &format!("argument '{name}'"))?;
             named.push((name, json));
         }
-        let result = cell
-            .world
-            .borrow_mut()
-            .call(&self.app, &self.api, positional, named);
+        let size = argument_size(&positional, &named);
+        if size > cell.limits.max_api_argument_bytes {
+            return Err(api_failure(ApiError {
+                status: 413,
+                message: format!(
+                    "the arguments of this call take {size} bytes; an API call takes at most {} bytes",
+                    cell.limits.max_api_argument_bytes
+                ),
+            }));
+        }
+        let sent = cell.argument_bytes.get() + size;
+        if sent > cell.limits.max_episode_argument_bytes {
+            return Err(api_failure(ApiError {
+                status: 413,
+                message: format!(
+                    "this episode has sent {sent} bytes of API arguments; an episode may send at most {}",
+                    cell.limits.max_episode_argument_bytes
+                ),
+            }));
+        }
+        cell.argument_bytes.set(sent);
+        let result = cell.gateway.call(&self.app, &self.api, positional, named);
         match result {
             Ok(value) => Ok(from_json(&value, heap)),
-            Err(e) => {
-                let body = serde_json::json!({"message": e.message});
-                Err(native_error(format!(
-                    "Response status code is {}:\n{body}",
-                    e.status
-                )))
-            }
+            Err(e) => Err(api_failure(e)),
         }
     }
+}
+
+/// An API's error response as the exception AppWorld's requests raise.
+fn api_failure(e: ApiError) -> starlark::Error {
+    let body = serde_json::json!({"message": e.message});
+    native_error(format!("Response status code is {}:\n{body}", e.status))
+}
+
+/// The bytes the arguments take as JSON, which is what they cost the world that keeps them.
+fn argument_size(positional: &[Json], named: &[(String, Json)]) -> usize {
+    let json = |v: &Json| serde_json::to_vec(v).map_or(usize::MAX / 4, |b| b.len());
+    positional.iter().map(json).sum::<usize>()
+        + named.iter().map(|(k, v)| k.len() + json(v)).sum::<usize>()
 }
 
 fn native_error(message: String) -> starlark::Error {
@@ -471,161 +407,5 @@ fn python_builtins(builder: &mut GlobalsBuilder) {
                 heap.alloc((number * scale).round() / scale)
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::population;
-
-    fn world() -> World {
-        let (db, now) = population::generate(1);
-        World::new(db, now, 1)
-    }
-
-    fn run(sandbox: &Sandbox, world: &mut World, code: &str) -> String {
-        let (out, back) = sandbox.execute(
-            code,
-            std::mem::replace(world, World::new(Default::default(), "", 0)),
-        );
-        *world = back;
-        out
-    }
-
-    #[test]
-    fn namespace_persists_and_print_is_captured() {
-        let sandbox = Sandbox::new(Limits::default());
-        let mut w = world();
-        assert_eq!(run(&sandbox, &mut w, "x = [1, 2]"), SUCCESSFUL);
-        assert_eq!(run(&sandbox, &mut w, "x.append(3)\nprint(x)"), "[1,2,3]");
-        assert_eq!(
-            run(&sandbox, &mut w, "print({'a': True, 'b': None})"),
-            r#"{"a":true,"b":null}"#
-        );
-        assert_eq!(
-            run(
-                &sandbox,
-                &mut w,
-                "print('n', len(x), sum(x), round(2.345, 2))"
-            ),
-            "n 3 6 2.35"
-        );
-        assert_eq!(
-            run(&sandbox, &mut w, "name = 'Ann'\nprint(f'hi {name}')"),
-            "hi Ann"
-        );
-        assert_eq!(
-            run(&sandbox, &mut w, "x = 5\nprint(x)"),
-            "5",
-            "globals can be rebound"
-        );
-    }
-
-    #[test]
-    fn apis_reach_the_world() {
-        let sandbox = Sandbox::new(Limits::default());
-        let mut w = world();
-        let out = run(
-            &sandbox,
-            &mut w,
-            "p = apis.supervisor.show_profile()\nprint(p['email'])",
-        );
-        assert_eq!(out, w.db.person(1).email);
-        let password =
-            w.db.accounts
-                .iter()
-                .find(|a| a.person_id == 1 && a.app == "mail")
-                .unwrap()
-                .password
-                .clone();
-        let code = format!(
-            "t = apis.mail.login(username=p['email'], password='{password}')['access_token']\n\
-             r = apis.mail.send_mail(access_token=t, recipient_emails=['{}'], subject='Hi')\nprint(r['message'])",
-            w.db.person(2).email
-        );
-        assert_eq!(run(&sandbox, &mut w, &code), "Mail sent.");
-        assert!(
-            w.db.mails
-                .iter()
-                .any(|m| m.owner_id == 2 && m.subject == "Hi" && m.folder == "inbox")
-        );
-    }
-
-    #[test]
-    fn failures_are_tracebacks_and_the_episode_goes_on() {
-        let sandbox = Sandbox::new(Limits::default());
-        let mut w = world();
-        let out = run(&sandbox, &mut w, "x = 1\ny = (");
-        assert!(
-            out.starts_with(FAILED) && out.contains("SyntaxError"),
-            "{out}"
-        );
-        let out = run(&sandbox, &mut w, "print(undefined_name)");
-        assert!(
-            out.starts_with(FAILED) && out.contains("undefined_name"),
-            "{out}"
-        );
-        let out = run(
-            &sandbox,
-            &mut w,
-            "apis.mail.show_inbox(access_token='nope')",
-        );
-        assert!(out.contains("Response status code is 401"), "{out}");
-        assert!(out.contains("line 1"), "{out}");
-        let out = run(&sandbox, &mut w, "apis.mail.show_inbox()");
-        assert!(
-            out.contains("Response status code is 401") && out.contains("access token is missing"),
-            "{out}"
-        );
-        let out = run(&sandbox, &mut w, "apis.nosuchapp.f()");
-        assert!(
-            out.starts_with(FAILED) && out.contains("nosuchapp"),
-            "{out}"
-        );
-        let out = run(&sandbox, &mut w, "apis.mail.nosuchapi()");
-        assert!(
-            out.starts_with(FAILED) && out.contains("nosuchapi"),
-            "{out}"
-        );
-        let out = run(
-            &sandbox,
-            &mut w,
-            "apis.api_docs.show_api_doc(app_name=3, api_name='x')",
-        );
-        assert!(out.contains("422") && out.contains("app_name"), "{out}");
-        let out = run(&sandbox, &mut w, "v = [1 // 0 for i in range(3)]");
-        assert!(
-            out.starts_with(FAILED) && out.to_lowercase().contains("zero"),
-            "{out}"
-        );
-        assert_eq!(run(&sandbox, &mut w, "print('still alive')"), "still alive");
-    }
-
-    #[test]
-    fn limits_stop_runaway_cells() {
-        let limits = Limits {
-            max_time: Duration::from_millis(300),
-            ..Limits::default()
-        };
-        let sandbox = Sandbox::new(limits);
-        let mut w = world();
-        let out = run(&sandbox, &mut w, "for i in range(100000000):\n    pass");
-        assert!(out.starts_with(FAILED), "{out}");
-        let out = run(
-            &sandbox,
-            &mut w,
-            "for i in range(100000):\n    print('x' * 50)",
-        );
-        assert!(out.contains("output limit exceeded"), "{out}");
-        let out = run(
-            &sandbox,
-            &mut w,
-            "for i in range(1000):\n    apis.supervisor.show_profile()",
-        );
-        assert!(out.contains("API call limit exceeded"), "{out}");
-        let out = run(&sandbox, &mut w, "def f(n):\n    return f(n + 1)\nf(0)");
-        assert!(out.starts_with(FAILED), "{out}");
-        assert_eq!(run(&sandbox, &mut w, "print(1 + 1)"), "2");
     }
 }
