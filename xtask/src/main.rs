@@ -42,6 +42,27 @@ enum Task {
     /// The real AppWorld engine (from PyPI) in its own virtualenv: setup, synthetic data, serve.
     #[command(subcommand)]
     Appworld(appworld::AppworldTask),
+    /// Fuzzers.
+    #[command(subcommand)]
+    Fuzz(FuzzTask),
+}
+
+#[derive(Debug, Subcommand)]
+enum FuzzTask {
+    /// Fuzz the embedded world's sandbox with generated and mutated programs (release build).
+    ///
+    /// Runs `cargo run --release -p rung-cli --bin rung -- world fuzz --seconds N [ARGS…]`; exits
+    /// non-zero on any finding (a crash, a cell past its limits, a mute episode, a process past
+    /// its memory bound) and names the program. CI runs a bounded count in
+    /// `crates/rung-world/tests/fuzz.rs`.
+    World {
+        /// How long to fuzz.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Further arguments for `rung world fuzz` (e.g. `--seed 7 --json fuzz.json`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +140,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cargo(command, "exporting the task suite")
         }
         Task::Appworld(task) => appworld::run(&root, task),
+        Task::Fuzz(FuzzTask::World { seconds, args }) => {
+            let mut command = rung_command(&root);
+            command
+                .args(["world", "fuzz", "--seconds", &seconds.to_string()])
+                .args(args);
+            cargo(command, "fuzzing the world's sandbox")
+        }
         Task::Experiment(task) => {
             let mut command = Command::new(cargo_program());
             command.current_dir(&root).args([

@@ -82,6 +82,12 @@ enum WorldCommand {
     /// Shows exactly what an agent sees: the outputs are those AppWorld's /execute would return,
     /// and the evaluation JSON is /evaluate's output.
     Replay(ReplayArgs),
+    /// Fuzz the sandbox: generated and mutated gold programs, each in its own episode.
+    ///
+    /// Checks what must never happen whatever the code: an interpreter crash, a cell past its
+    /// time limit, an episode that stops answering, a worker past its memory bound. Exits with
+    /// status 1 on any finding and prints each with its program; the same --seed replays them.
+    Fuzz(FuzzArgs),
 }
 
 /// Options every command that builds the suite shares.
@@ -113,6 +119,36 @@ struct ServeArgs {
     /// handled at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     workers: u16,
+    /// Memory limit of one episode's sandbox (its worker process), in MiB: a cell that needs
+    /// more fails with a MemoryError and the episode goes on.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(16..))]
+    sandbox_memory_mib: u64,
+    /// Memory all sandboxes together may hold, in MiB: it bounds how many episodes are open at
+    /// once (budget / sandbox memory); `initialize` past that answers 503. Default: three
+    /// quarters of the machine's memory.
+    #[arg(long)]
+    memory_budget_mib: Option<u64>,
+    #[command(flatten)]
+    suite: SuiteArgs,
+}
+
+#[derive(Debug, Args)]
+struct FuzzArgs {
+    /// Stop after this many seconds…
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// …or after this many programs, whichever comes first.
+    #[arg(long)]
+    programs: Option<usize>,
+    /// Seed of every random choice: the same seed replays the same programs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Time limit of one cell, in seconds (short, so that runaway programs cost little).
+    #[arg(long, default_value_t = 1)]
+    cell_seconds: u64,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
     #[command(flatten)]
     suite: SuiteArgs,
 }
@@ -200,6 +236,7 @@ fn run(cli: Cli) -> Result<()> {
             WorldCommand::Export(args) => export_splits(&args),
             WorldCommand::Tasks(args) => list_tasks(&args),
             WorldCommand::Replay(args) => replay(&args),
+            WorldCommand::Fuzz(args) => fuzz_sandbox(&args),
         },
     }
 }
@@ -209,7 +246,17 @@ fn run(cli: Cli) -> Result<()> {
 fn serve(args: &ServeArgs) -> Result<()> {
     let suite = Arc::new(args.suite.generate());
     let tasks = suite.tasks.len();
-    let world = Arc::new(EmbeddedWorld::with_suite(suite, Limits::default()));
+    let limits = Limits {
+        max_heap: (args.sandbox_memory_mib << 20) as usize,
+        ..Limits::default()
+    };
+    let budget = match args.memory_budget_mib {
+        Some(mib) => mib << 20,
+        None => machine_memory_bytes().map_or(u64::MAX / 4, |total| total / 4 * 3),
+    };
+    let world = EmbeddedWorld::with_suite(suite, limits).with_memory_budget(budget as usize);
+    let open = world.max_open_episodes();
+    let world = Arc::new(world);
     let addr = if args.host.contains(':') && !args.host.starts_with('[') {
         format!("[{}]:{}", args.host, args.port)
     } else {
@@ -227,11 +274,78 @@ fn serve(args: &ServeArgs) -> Result<()> {
         args.host.clone()
     };
     eprintln!(
-        "rung world server listening on http://{shown_host}:{} ({tasks} tasks)",
-        handle.port()
+        "rung world server listening on http://{shown_host}:{} ({tasks} tasks; up to {open} open \
+         episodes of {} MiB each)",
+        handle.port(),
+        args.sandbox_memory_mib
     );
     handle.wait();
     Ok(())
+}
+
+fn fuzz_sandbox(args: &FuzzArgs) -> Result<()> {
+    let suite = Arc::new(args.suite.generate());
+    let options = rung_world::fuzz::FuzzOptions {
+        seed: args.seed,
+        max_programs: args.programs.unwrap_or(usize::MAX),
+        max_time: std::time::Duration::from_secs(args.seconds),
+        limits: Limits {
+            max_time: std::time::Duration::from_secs(args.cell_seconds.max(1)),
+            ..Limits::default()
+        },
+    };
+    eprintln!(
+        "fuzzing the sandbox for {} s (seed {}, {} s per cell)",
+        args.seconds, args.seed, args.cell_seconds
+    );
+    let report = rung_world::fuzz::fuzz(&suite, &options);
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mib = |b: Option<u64>| b.map_or("?".to_owned(), |b| format!("{} MiB", b >> 20));
+    eprintln!(
+        "{} programs, {} cells in {:.0} s: {} succeeded, {} failed as code, {} at the memory \
+         limit, {} at the time limit; slowest cell {:.2} s; peak RSS {} here, {} in a worker",
+        report.programs,
+        report.cells,
+        report.seconds,
+        report.succeeded,
+        report.failed,
+        report.memory,
+        report.timeouts,
+        report.slowest_cell_seconds,
+        mib(report.host_peak_bytes),
+        mib(report.worker_peak_bytes),
+    );
+    if report.findings.is_empty() {
+        return Ok(());
+    }
+    for finding in &report.findings {
+        eprintln!(
+            "\nFINDING in program {}: {}\n--- code ---\n{}\n--- output ---\n{}",
+            finding.program, finding.problem, finding.code, finding.output
+        );
+    }
+    anyhow::bail!(
+        "{} findings (replay with --seed {})",
+        report.findings.len(),
+        args.seed
+    )
+}
+
+/// Physical memory, from `/proc/meminfo` (Linux).
+fn machine_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib << 10)
 }
 
 fn export_splits(args: &ExportArgs) -> Result<()> {

@@ -73,6 +73,9 @@ pub enum EnvError {
     /// Starting or supervising server processes failed.
     #[error("environment server pool: {0}")]
     Pool(String),
+    /// The environment is at its capacity (open episodes, memory); retry after closing one.
+    #[error("environment busy: {0}")]
+    Busy(String),
     /// The environment failed internally (a bug or a broken installation).
     #[error("environment internal error: {0}")]
     Internal(String),
@@ -84,6 +87,7 @@ impl EnvError {
     pub fn http_status(&self) -> u16 {
         match self {
             EnvError::UnknownTask { .. } | EnvError::NoEpisode(_) => 404,
+            EnvError::Busy(_) => 503,
             _ => 500,
         }
     }

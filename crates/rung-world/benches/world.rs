@@ -19,7 +19,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rung_env::{Environment, EpisodeOptions, Split};
 use rung_world::env::start_world;
-use rung_world::sandbox::{FAILED, Limits, Sandbox};
+use rung_world::sandbox::{FAILED, Isolation, Limits, Sandbox};
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions, Task};
 
 /// Logs in to phone and mail once, untimed, as an agent's first step would.
@@ -42,27 +42,30 @@ fn bench_execute(c: &mut Criterion, suite: &Suite) {
         .split(Split::TestNormal)
         .next()
         .expect("test_normal has tasks");
-    let sandbox = Sandbox::new(Limits::default());
-    let (output, mut world) = sandbox.execute(SETUP_CELL, start_world(suite, task));
-    assert!(!output.starts_with(FAILED), "setup cell failed: {output}");
-    let (output, back) = sandbox.execute(STEP_CELL, world);
-    assert!(!output.starts_with(FAILED), "step cell failed: {output}");
-    world = back;
-
     let mut group = c.benchmark_group("execute");
     group.throughput(Throughput::Elements(1));
     group.sample_size(30);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
-    let mut slot = Some(world);
-    group.bench_function("three_call_step", |b| {
-        b.iter(|| {
-            let world = slot.take().expect("the world comes back after every cell");
-            let (output, world) = sandbox.execute(black_box(STEP_CELL), world);
-            slot = Some(world);
-            black_box(output)
+    // A worker process per episode (the default, for agent code) against a thread (trusted code):
+    // what isolation costs per step.
+    for (name, isolation) in [
+        ("process", Isolation::Process),
+        ("thread", Isolation::Thread),
+    ] {
+        let mut sandbox = Sandbox::new(Limits {
+            isolation,
+            ..Limits::default()
         });
-    });
+        let mut world = start_world(suite, task);
+        let output = sandbox.execute(SETUP_CELL, &mut world);
+        assert!(!output.starts_with(FAILED), "setup cell failed: {output}");
+        let output = sandbox.execute(STEP_CELL, &mut world);
+        assert!(!output.starts_with(FAILED), "step cell failed: {output}");
+        group.bench_function(format!("three_call_step_{name}"), |b| {
+            b.iter(|| black_box(sandbox.execute(black_box(STEP_CELL), &mut world)));
+        });
+    }
     group.finish();
 }
 

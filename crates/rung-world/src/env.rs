@@ -94,6 +94,8 @@ pub struct EmbeddedWorld {
     episodes: Mutex<HashMap<TaskId, Arc<Mutex<Episode>>>>,
     expectations: Mutex<HashMap<TaskId, Arc<Expectation>>>,
     limits: Limits,
+    /// Episodes that may be open at once: each may hold a sandbox of up to `limits.max_heap`.
+    max_open_episodes: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,7 +126,21 @@ impl EmbeddedWorld {
             episodes: Mutex::new(HashMap::new()),
             expectations: Mutex::new(HashMap::new()),
             limits,
+            max_open_episodes: usize::MAX,
         }
+    }
+
+    /// Bounds the memory all sandboxes together may hold: at most `bytes / max_heap` episodes are
+    /// open at once, and an `initialize` past that is refused as busy (HTTP 503) rather than
+    /// letting the machine run out of memory.
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.max_open_episodes = (bytes / self.limits.max_heap.max(1)).max(1);
+        self
+    }
+
+    /// Episodes that may be open at once.
+    pub fn max_open_episodes(&self) -> usize {
+        self.max_open_episodes
     }
 
     /// The task suite.
@@ -189,7 +205,16 @@ impl Environment for EmbeddedWorld {
             max_interactions: options.max_interactions,
             task: Arc::clone(&task),
         };
-        lock(&self.episodes).insert(task_id.clone(), Arc::new(Mutex::new(episode)));
+        let mut episodes = lock(&self.episodes);
+        if !episodes.contains_key(task_id) && episodes.len() >= self.max_open_episodes {
+            return Err(EnvError::Busy(format!(
+                "{} episodes are open, as many as the memory budget allows ({} MiB per sandbox); \
+                 close one, or give the world a larger budget (`rung world serve --memory-budget-mib`)",
+                episodes.len(),
+                self.limits.max_heap >> 20
+            )));
+        }
+        episodes.insert(task_id.clone(), Arc::new(Mutex::new(episode)));
         Ok(Self::info(&task))
     }
 

@@ -11,6 +11,7 @@ pub mod db;
 pub mod env;
 pub mod evaluate;
 pub mod export;
+pub mod fuzz;
 pub mod population;
 pub mod sandbox;
 pub mod tasks;

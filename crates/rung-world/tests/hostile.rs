@@ -322,3 +322,22 @@ fn other_episodes_finish_as_in_a_quiet_run() {
     );
     assert_memory_bounded();
 }
+
+#[test]
+fn the_memory_budget_bounds_open_episodes() {
+    let world = EmbeddedWorld::with_suite(Arc::clone(&SUITE), Limits::default())
+        .with_memory_budget(2 * LIMIT + LIMIT / 2);
+    assert_eq!(world.max_open_episodes(), 2);
+    let ids: Vec<_> = SUITE.tasks[..3].iter().map(|t| &t.task_id).collect();
+    let options = EpisodeOptions::default();
+    world.initialize(ids[0], &options).unwrap();
+    world.initialize(ids[1], &options).unwrap();
+    // Re-initializing an open episode replaces it and needs no room.
+    world.initialize(ids[1], &options).unwrap();
+    let refused = world.initialize(ids[2], &options).unwrap_err();
+    assert_eq!(refused.http_status(), 503, "{refused}");
+    assert!(refused.to_string().contains("memory budget"), "{refused}");
+    world.close(ids[0]).unwrap();
+    world.initialize(ids[2], &options).unwrap();
+    assert_eq!(world.execute(ids[2], "print(2 * 21)").unwrap(), "42");
+}
