@@ -13,13 +13,13 @@ fn generated_and_mutated_programs_break_nothing() {
     let suite = Arc::new(Suite::generate(SuiteOptions::default()));
     let options = FuzzOptions {
         seed: 20261202,
-        max_programs: 200,
+        max_programs: 3000,
         max_time: Duration::from_secs(600),
         ..FuzzOptions::default()
     };
     let report = fuzz(&suite, &options);
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
-    assert_eq!(report.programs, 200);
+    assert_eq!(report.programs, 3000);
     assert!(
         report.findings.is_empty(),
         "findings: {:#?}",

@@ -10,6 +10,7 @@
 use std::io::{self, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +27,14 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of recorded exchanges kept for restoring a namespace; past it an episode whose worker
 /// dies starts over with an empty namespace.
 const MAX_HISTORY_BYTES: usize = 64 << 20;
+/// Idle workers kept for the next episodes: starting a process costs about 10 ms, far more than
+/// a typical cell, so a closed episode hands its worker, reset, to the next one.
+const MAX_IDLE_WORKERS: usize = 8;
+/// A worker holding more than this after its episode is not kept (its memory goes back to the OS).
+const MAX_IDLE_RSS_BYTES: u64 = 64 << 20;
+
+/// Reset workers waiting for an episode, with the limits they were started under.
+static IDLE: Mutex<Vec<(Limits, Worker)>> = Mutex::new(Vec::new());
 
 /// A line from the worker: its raw text (what replays compare) and its meaning.
 type Event = io::Result<(String, FromWorker)>;
@@ -138,7 +147,7 @@ impl ProcessSandbox {
     /// Starts a fresh worker and replays the history into it. `Ok(false)` when the namespace
     /// could not be rebuilt (the worker then starts empty, and so does the history).
     fn restart(&mut self) -> io::Result<bool> {
-        let mut worker = Worker::spawn(self.limits)?;
+        let mut worker = Worker::get(self.limits)?;
         if !self.history.complete {
             self.history = History::fresh();
             self.worker = Some(worker);
@@ -161,7 +170,7 @@ impl ProcessSandbox {
             if replayed.is_err() || diverged || recorded.next().is_some() {
                 worker.stop();
                 self.history = History::fresh();
-                self.worker = Some(Worker::spawn(self.limits)?);
+                self.worker = Some(Worker::get(self.limits)?);
                 return Ok(false);
             }
         }
@@ -172,7 +181,16 @@ impl ProcessSandbox {
 
 impl Drop for ProcessSandbox {
     fn drop(&mut self) {
-        if let Some(worker) = self.worker.take() {
+        if let Some(mut worker) = self.worker.take() {
+            if worker.reset() {
+                let mut idle = IDLE
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if idle.len() < MAX_IDLE_WORKERS {
+                    idle.push((self.limits, worker));
+                    return;
+                }
+            }
             worker.stop();
         }
     }
@@ -238,6 +256,40 @@ struct Worker {
 }
 
 impl Worker {
+    /// An idle worker started under the same limits, or a new one.
+    fn get(limits: Limits) -> io::Result<Self> {
+        loop {
+            let found = {
+                let mut idle = IDLE
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let at = idle.iter().position(|(l, _)| *l == limits);
+                at.map(|at| idle.swap_remove(at).1)
+            };
+            match found {
+                Some(mut worker) => {
+                    if matches!(worker.child.try_wait(), Ok(None)) {
+                        return Ok(worker);
+                    }
+                    worker.stop();
+                }
+                None => return Self::spawn(limits),
+            }
+        }
+    }
+
+    /// Empties the worker's namespace for another episode; false if it is not fit for one.
+    fn reset(&mut self) -> bool {
+        if wire::send(&mut self.stdin, &ToWorker::Reset).is_err() {
+            return false;
+        }
+        let ready = matches!(
+            self.events.recv_timeout(Duration::from_secs(2)),
+            Ok(Ok((_, FromWorker::Ready)))
+        );
+        ready && resident_bytes(self.child.id()).is_some_and(|rss| rss <= MAX_IDLE_RSS_BYTES)
+    }
+
     fn spawn(limits: Limits) -> io::Result<Self> {
         // The constructor that turns the child into a worker must be linked in.
         std::hint::black_box(&worker::WORKER_ENTRY);
@@ -378,6 +430,20 @@ impl Worker {
             let _ = reader.join();
         }
     }
+}
+
+/// A process's resident memory, from `/proc/<pid>/status`.
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib << 10)
 }
 
 fn classify(status: ExitStatus, said: &str) -> Death {

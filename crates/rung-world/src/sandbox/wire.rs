@@ -71,13 +71,15 @@ pub(super) enum ToWorker {
     Cell { code: String },
     /// The answer to the worker's last [`FromWorker::Call`].
     Answer { result: Result<Json, WireApiError> },
+    /// Drop the namespace and wait for the next episode (the worker answers `Ready`).
+    Reset,
 }
 
 /// What a worker sends its sandbox.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(super) enum FromWorker {
-    /// Started, limits applied, waiting for cells.
+    /// Started (limits applied) or reset: an empty namespace waiting for cells.
     Ready,
     /// The running cell calls an API; the worker waits for the [`ToWorker::Answer`].
     Call {

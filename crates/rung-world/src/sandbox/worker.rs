@@ -84,23 +84,30 @@ fn serve(config: OsString) -> i32 {
         input: RefCell::new(BufReader::new(io::stdin().lock())),
         output: RefCell::new(io::stdout().lock()),
     };
-    if pipe.send(&FromWorker::Ready).is_err() {
-        return 0;
-    }
-    let argument_bytes = Cell::new(0);
-    Module::with_temp_heap(|module| {
-        loop {
-            let code = match pipe.receive() {
-                Some(ToWorker::Cell { code }) => code,
-                // The sandbox closed the pipe (episode over) or broke the protocol.
-                _ => return 0,
-            };
-            let text = run_cell(&module, &pipe, &argument_bytes, limits, code);
-            if pipe.send(&FromWorker::Output { text }).is_err() {
-                return 0;
-            }
+    // One episode per turn: a reset drops the namespace and starts the next one.
+    loop {
+        if pipe.send(&FromWorker::Ready).is_err() {
+            return 0;
         }
-    })
+        let argument_bytes = Cell::new(0);
+        let reset = Module::with_temp_heap(|module| {
+            loop {
+                let code = match pipe.receive() {
+                    Some(ToWorker::Cell { code }) => code,
+                    Some(ToWorker::Reset) => return true,
+                    // The sandbox closed the pipe (it is gone) or broke the protocol.
+                    _ => return false,
+                };
+                let text = run_cell(&module, &pipe, &argument_bytes, limits, code);
+                if pipe.send(&FromWorker::Output { text }).is_err() {
+                    return false;
+                }
+            }
+        });
+        if !reset {
+            return 0;
+        }
+    }
 }
 
 /// The pipe to the sandbox, which holds the world.
