@@ -250,9 +250,13 @@ fn serve(args: &ServeArgs) -> Result<()> {
         max_heap: (args.sandbox_memory_mib << 20) as usize,
         ..Limits::default()
     };
+    #[cfg(target_os = "linux")]
+    let machine = rung_world::sandbox::procfs::machine_memory_bytes();
+    #[cfg(not(target_os = "linux"))]
+    let machine = None;
     let budget = match args.memory_budget_mib {
         Some(mib) => mib << 20,
-        None => machine_memory_bytes().map_or(u64::MAX / 4, |total| total / 4 * 3),
+        None => machine.map_or(u64::MAX / 4, |total: u64| total / 4 * 3),
     };
     let world = EmbeddedWorld::with_suite(suite, limits).with_memory_budget(budget as usize);
     let open = world.max_open_episodes();
@@ -332,20 +336,6 @@ fn fuzz_sandbox(args: &FuzzArgs) -> Result<()> {
         report.findings.len(),
         args.seed
     )
-}
-
-/// Physical memory, from `/proc/meminfo` (Linux).
-fn machine_memory_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = info
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib << 10)
 }
 
 fn export_splits(args: &ExportArgs) -> Result<()> {

@@ -197,20 +197,11 @@ pub fn fuzz(suite: &Arc<Suite>, options: &FuzzOptions) -> FuzzReport {
 /// This process's peak RSS and the largest peak RSS of its reaped children, from the kernel.
 #[cfg(target_os = "linux")]
 fn peaks() -> (Option<u64>, Option<u64>) {
-    let host = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|kib| kib << 10)
-        });
-    // SAFETY: getrusage fills the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let children = (unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0)
-        .then_some((usage.ru_maxrss as u64) << 10);
-    (host, children)
+    use crate::sandbox::procfs;
+    (
+        procfs::status_bytes("self", "VmHWM"),
+        procfs::reaped_children_peak_bytes(),
+    )
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -10,9 +10,9 @@ use std::sync::{Arc, LazyLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rung_env::{Environment, EpisodeOptions};
+use rung_env::{AppWorldClient, Environment, EpisodeOptions};
 use rung_world::population;
-use rung_world::sandbox::{FAILED, Isolation, Limits, Sandbox};
+use rung_world::sandbox::{FAILED, Isolation, Limits, Sandbox, procfs};
 use rung_world::world::World;
 use rung_world::{EmbeddedWorld, Suite, SuiteOptions};
 
@@ -38,30 +38,9 @@ fn sandbox() -> Sandbox {
     sandbox
 }
 
-/// Peak resident memory of this process, in bytes.
-fn host_peak() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib << 10
-}
-
-/// The largest peak resident memory of any reaped worker, in bytes.
-fn worker_peak() -> u64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    (usage.ru_maxrss as u64) << 10
-}
-
 fn assert_memory_bounded() {
-    let (host, worker) = (host_peak(), worker_peak());
+    let host = procfs::status_bytes("self", "VmHWM").unwrap();
+    let worker = procfs::reaped_children_peak_bytes().unwrap();
     assert!(
         host < HOST_PEAK_BOUND,
         "this process peaked at {} MiB",
@@ -284,16 +263,13 @@ fn gold_run(env: &dyn Environment, count: usize) -> Vec<(String, Vec<String>, St
         .collect()
 }
 
-#[test]
-fn other_episodes_finish_as_in_a_quiet_run() {
+/// While one episode runs hostile cells, six others play their gold programs on the same
+/// environment; they must end exactly as on a quiet one.
+fn hostile_neighbour_changes_nothing(env: Arc<dyn Environment + Send + Sync>) {
     let quiet = gold_run(
         &EmbeddedWorld::with_suite(Arc::clone(&SUITE), Limits::default()),
         6,
     );
-    let env = Arc::new(EmbeddedWorld::with_suite(
-        Arc::clone(&SUITE),
-        Limits::default(),
-    ));
     let hostile = {
         let env = Arc::clone(&env);
         thread::spawn(move || {
@@ -321,6 +297,25 @@ fn other_episodes_finish_as_in_a_quiet_run() {
         "the gold programs pass: {busy:?}"
     );
     assert_memory_bounded();
+}
+
+#[test]
+fn other_episodes_finish_as_in_a_quiet_run() {
+    hostile_neighbour_changes_nothing(Arc::new(EmbeddedWorld::with_suite(
+        Arc::clone(&SUITE),
+        Limits::default(),
+    )));
+}
+
+#[test]
+fn other_episodes_of_an_http_server_finish_as_in_a_quiet_run() {
+    let world = Arc::new(EmbeddedWorld::with_suite(
+        Arc::clone(&SUITE),
+        Limits::default(),
+    ));
+    let server = rung_env::serve(world, "127.0.0.1:0").unwrap();
+    hostile_neighbour_changes_nothing(Arc::new(AppWorldClient::new(server.url())));
+    server.stop();
 }
 
 #[test]

@@ -16,6 +16,8 @@
 mod interp;
 #[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
+pub mod procfs;
 mod thread;
 #[cfg(target_os = "linux")]
 mod wire;

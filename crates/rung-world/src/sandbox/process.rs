@@ -287,7 +287,9 @@ impl Worker {
             self.events.recv_timeout(Duration::from_secs(2)),
             Ok(Ok((_, FromWorker::Ready)))
         );
-        ready && resident_bytes(self.child.id()).is_some_and(|rss| rss <= MAX_IDLE_RSS_BYTES)
+        ready
+            && super::procfs::status_bytes(&self.child.id().to_string(), "VmRSS")
+                .is_some_and(|rss| rss <= MAX_IDLE_RSS_BYTES)
     }
 
     fn spawn(limits: Limits) -> io::Result<Self> {
@@ -430,20 +432,6 @@ impl Worker {
             let _ = reader.join();
         }
     }
-}
-
-/// A process's resident memory, from `/proc/<pid>/status`.
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib << 10)
 }
 
 fn classify(status: ExitStatus, said: &str) -> Death {

@@ -172,13 +172,9 @@ fn set_limit(resource: Resource, bytes: u64) -> bool {
 
 /// Caps the address space at its size now plus `max_heap` and some slack.
 fn limit_address_space(max_heap: usize) -> io::Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let size = super::procfs::status_bytes("self", "VmSize")
         .ok_or_else(|| io::Error::other("no VmSize in /proc/self/status"))?;
-    let cap = (kib << 10) + max_heap as u64 + SLACK_BYTES;
+    let cap = size + max_heap as u64 + SLACK_BYTES;
     if set_limit(libc::RLIMIT_AS, cap) {
         Ok(())
     } else {
