@@ -59,7 +59,7 @@ enum FuzzTask {
         /// How long to fuzz.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
-        /// Further arguments for `rung world fuzz` (e.g. `--seed 7 --json fuzz.json`).
+        /// Further arguments for `rung world fuzz` (e.g. `--fuzz-seed 7 --json fuzz.json`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },

@@ -140,9 +140,9 @@ struct FuzzArgs {
     /// …or after this many programs, whichever comes first.
     #[arg(long)]
     programs: Option<usize>,
-    /// Seed of every random choice: the same seed replays the same programs.
+    /// Seed of every random choice of the fuzzer: the same seed replays the same programs.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    fuzz_seed: u64,
     /// Time limit of one cell, in seconds (short, so that runaway programs cost little).
     #[arg(long, default_value_t = 1)]
     cell_seconds: u64,
@@ -290,7 +290,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
 fn fuzz_sandbox(args: &FuzzArgs) -> Result<()> {
     let suite = Arc::new(args.suite.generate());
     let options = rung_world::fuzz::FuzzOptions {
-        seed: args.seed,
+        seed: args.fuzz_seed,
         max_programs: args.programs.unwrap_or(usize::MAX),
         max_time: std::time::Duration::from_secs(args.seconds),
         limits: Limits {
@@ -299,8 +299,8 @@ fn fuzz_sandbox(args: &FuzzArgs) -> Result<()> {
         },
     };
     eprintln!(
-        "fuzzing the sandbox for {} s (seed {}, {} s per cell)",
-        args.seconds, args.seed, args.cell_seconds
+        "fuzzing the sandbox for {} s (fuzz seed {}, {} s per cell)",
+        args.seconds, args.fuzz_seed, args.cell_seconds
     );
     let report = rung_world::fuzz::fuzz(&suite, &options);
     let json = serde_json::to_string_pretty(&report)?;
@@ -332,9 +332,9 @@ fn fuzz_sandbox(args: &FuzzArgs) -> Result<()> {
         );
     }
     anyhow::bail!(
-        "{} findings (replay with --seed {})",
+        "{} findings (replay with --fuzz-seed {})",
         report.findings.len(),
-        args.seed
+        args.fuzz_seed
     )
 }
 
@@ -494,4 +494,15 @@ fn unknown_task_message(suite: &Suite, task_id: &TaskId, seed: u64) -> String {
          `rung world tasks --split all --seed {seed}`{suggestion}",
         suite.tasks.len()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // clap checks names, defaults and conflicts of every subcommand only when asked.
+        super::Cli::command().debug_assert();
+    }
 }
