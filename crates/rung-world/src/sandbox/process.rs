@@ -74,10 +74,7 @@ impl ProcessSandbox {
         Self {
             limits,
             worker: None,
-            history: History {
-                complete: true,
-                ..History::default()
-            },
+            history: History::fresh(),
         }
     }
 
@@ -104,10 +101,9 @@ impl ProcessSandbox {
         });
         // Starlark noticed its heap over the limit between statements: the memory goes back to
         // the OS with the worker, as when the OS refuses an allocation.
+        let heap_limit = format!("{FAILED}\n{}", super::memory_error(self.limits.max_heap));
         let outcome = match outcome {
-            Ok(output) if output.starts_with(FAILED) && output.contains("MemoryError:") => {
-                Err(Death::Memory)
-            }
+            Ok(output) if output == heap_limit => Err(Death::Memory),
             other => other,
         };
         match outcome {
