@@ -65,7 +65,7 @@ impl Environment for Flaky {
     fn execute(&self, task: &TaskId, code: &str) -> Result<String, EnvError> {
         let n = self.executes.fetch_add(1, Ordering::SeqCst);
         if n >= self.fail_at
-            && (n - self.fail_at) % self.every == 0
+            && (n - self.fail_at).is_multiple_of(self.every)
             && self
                 .failures
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
