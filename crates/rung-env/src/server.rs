@@ -4,8 +4,11 @@
 //! Python client, curl) drive rung's own world exactly as it drives real AppWorld, and lets
 //! [`ServerPool`](crate::ServerPool) run either kind of server process interchangeably.
 //!
-//! Requests are taken from one listening socket by a pool of worker threads, so several episodes
-//! progress at once and a slow `execute` holds up only its own worker.
+//! Each connection gets a thread that reads its one request whole, within the body limit and a
+//! deadline (`wire.rs`); complete requests go to a pool of worker threads, so several episodes
+//! progress at once, a slow `execute` holds up only its own worker, and a slow, lying or hostile
+//! client holds up nobody. Every answer, error or not, is JSON (`{"detail": ...}` for errors, as
+//! FastAPI writes them for AppWorld).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -513,16 +516,19 @@ impl<E: Environment> Service<E> {
     /// starting or running. A running episode the environment no longer has (it ended without a
     /// `/close` reaching this server) does not count.
     fn claim(&self, task_id: &TaskId) -> Result<(), Reply> {
-        let mut episodes = lock(&self.episodes);
-        match episodes.get(task_id) {
-            Some(EpisodeState::Starting) => {
-                return Err(Reply::detail(
-                    409,
-                    format!(
-                        "another client is initializing task `{task_id}` on this server right                          now; run parallel episodes of one task on separate servers"
-                    ),
-                ));
-            }
+        let starting = || {
+            Reply::detail(
+                409,
+                format!(
+                    "another client is initializing task `{task_id}` on this server right now; \
+                     run parallel episodes of one task on separate servers"
+                ),
+            )
+        };
+        // The probe of the environment runs without the lock: it may wait for a running cell.
+        let seen = lock(&self.episodes).get(task_id).copied();
+        match seen {
+            Some(EpisodeState::Starting) => return Err(starting()),
             Some(EpisodeState::Running)
                 if !matches!(
                     self.env.task_completed(task_id),
@@ -532,11 +538,19 @@ impl<E: Environment> Service<E> {
                 return Err(Reply::detail(
                     409,
                     format!(
-                        "task `{task_id}` already has a running episode on this server (another                          client started it, or it was never closed); close it first with POST                          /close {{\"task_id\": \"{task_id}\"}}, or run parallel episodes of one                          task on separate servers"
+                        "task `{task_id}` already has a running episode on this server (another \
+                         client started it, or it was never closed); close it first with POST \
+                         /close {{\"task_id\": \"{task_id}\"}}, or run parallel episodes of one \
+                         task on separate servers"
                     ),
                 ));
             }
             _ => {}
+        }
+        let mut episodes = lock(&self.episodes);
+        if episodes.get(task_id).copied() != seen {
+            // Another initialize got in between the look and now.
+            return Err(starting());
         }
         episodes.insert(task_id.clone(), EpisodeState::Starting);
         Ok(())

@@ -21,10 +21,14 @@ const LIMIT: usize = 1024;
 /// A server with a small body limit, a one-second request deadline and two workers, so that
 /// a worker held by a bad client would show at once.
 fn start() -> (ServerHandle, AppWorldClient) {
+    start_with(Duration::from_secs(1))
+}
+
+fn start_with(read_timeout: Duration) -> (ServerHandle, AppWorldClient) {
     let options = ServerOptions {
         workers: 2,
         max_body_bytes: LIMIT,
-        read_timeout: Duration::from_secs(1),
+        read_timeout,
         ..ServerOptions::default()
     };
     let handle =
@@ -221,19 +225,15 @@ fn huge_bodies_are_413_before_they_are_read_whatever_the_framing() {
     let text = response.body_mut().read_to_string().expect("body");
     assert!(text.contains("larger than 1024 bytes"), "{text}");
 
-    // A Content-Length far beyond memory is refused at once (it used to abort the process).
-    let started = Instant::now();
+    // A Content-Length far beyond memory is refused before any body is read (tiny_http
+    // allocated the announced size and aborted the process); waiting for the body would have
+    // been a 408.
     for length in ["100000000000", "18446744073709551615"] {
         let headers = format!("Content-Length: {length}\r\n");
-        let answer = send(&handle, &post("/execute", &headers, b"{}"), true);
+        let answer = send(&handle, &post("/execute", &headers, b"{}"), false);
         assert_eq!(answer.status, 413, "{length}: {answer:?}");
         assert!(answer.detail().contains("1024 bytes"), "{answer:?}");
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
     // One beyond u64 is not a length at all.
     let answer = send(
         &handle,
@@ -417,7 +417,8 @@ fn unknown_routes_and_methods_are_404_and_405() {
 
 #[test]
 fn slow_lying_and_dropped_connections_hold_no_worker() {
-    let (handle, client) = start();
+    // Stalled connections are answered after 3 s; an episode held up by them would take that.
+    let (handle, client) = start_with(Duration::from_secs(3));
     let started = Instant::now();
     // More stalled connections than workers: some never send a byte, some stop mid-header,
     // some announce a longer body than they send. None of them is a request a worker sees.
@@ -446,11 +447,11 @@ fn slow_lying_and_dropped_connections_hold_no_worker() {
     // Meanwhile the two workers serve a whole episode at once.
     normal_episode(&client, TASK_B);
     assert!(
-        started.elapsed() < Duration::from_millis(800),
+        started.elapsed() < Duration::from_millis(2500),
         "stalled connections delayed other clients: {:?}",
         started.elapsed()
     );
-    // After the one-second deadline each stalled connection that sent something is told why.
+    // After the deadline each stalled connection is told why.
     for (index, stream) in stalled.iter_mut().enumerate() {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -460,7 +461,7 @@ fn slow_lying_and_dropped_connections_hold_no_worker() {
         let needle = if index / 2 == 2 {
             "10 of the 100 bytes announced by Content-Length"
         } else {
-            "did not arrive within 1 s"
+            "did not arrive within 3 s"
         };
         assert!(
             answer.detail().contains(needle),
