@@ -398,3 +398,95 @@ fn suite_info(tid: &TaskId) -> rung::env::TaskInfo {
         datetime: task.datetime.clone(),
     }
 }
+
+/// Sends raw bytes on a fresh connection and returns the answer's status and JSON body.
+fn raw_request(port: u16, bytes: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("an answer");
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn hostile_requests_leave_a_concurrent_gold_episode_untouched() {
+    let world = Arc::new(EmbeddedWorld::with_suite(
+        Arc::clone(&SUITE),
+        Limits::default(),
+    ));
+    let server = serve(world, "127.0.0.1:0").expect("serve");
+    let client = AppWorldClient::new(server.url());
+    let port = server.port();
+    let task = SUITE
+        .split(Split::Dev)
+        .max_by_key(|t| t.plan.len())
+        .expect("a dev task");
+    let tid = task.task_id.to_string();
+    client
+        .initialize(&task.task_id, &EpisodeOptions::default())
+        .expect("initialize");
+    // Between every two gold cells, a round of abuse: another client's initialize of the same
+    // task (AppWorld would reset the victim's world), broken JSON, a body that is not UTF-8, a
+    // huge announced body, and a cell for a task nobody started.
+    let post = |path: &str, body: &[u8]| {
+        let mut bytes = format!(
+            "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    let abuse: Vec<(Vec<u8>, u16)> = vec![
+        (
+            post(
+                "/initialize",
+                format!(r#"{{"task_id": "{tid}"}}"#).as_bytes(),
+            ),
+            409,
+        ),
+        (post("/execute", b"{\"task_id\": "), 422),
+        (post("/execute", b"{\"task_id\": \"x\xff\"}"), 422),
+        (
+            b"POST /execute HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n{}".to_vec(),
+            413,
+        ),
+        (
+            post(
+                "/execute",
+                br#"{"task_id": "0000000_1", "code": "print(1)"}"#,
+            ),
+            404,
+        ),
+    ];
+    let here = local();
+    here.initialize(&task.task_id, &EpisodeOptions::default())
+        .expect("initialize");
+    for cell in task.gold_cells() {
+        for (bytes, status) in &abuse {
+            let (got, body) = raw_request(port, bytes);
+            assert_eq!(got, *status, "{body}");
+            assert!(body["detail"].is_string(), "{body}");
+        }
+        let remote = client.execute(&task.task_id, cell).expect("execute");
+        assert_eq!(remote, here.execute(&task.task_id, cell).expect("execute"));
+    }
+    let evaluation = client.evaluate(&task.task_id).expect("evaluate");
+    assert!(evaluation.success, "{evaluation:?}");
+    assert_eq!(evaluation, here.evaluate(&task.task_id).expect("evaluate"));
+    client.close(&task.task_id).expect("close");
+    // Once closed, the task is free for the next client.
+    let (status, _) = raw_request(port, &abuse[0].0);
+    assert_eq!(status, 200);
+}

@@ -34,10 +34,27 @@ pub fn threads(option: Option<usize>) -> Result<usize> {
 /// Parameterised by `package` and `example` because each bench command builds its own program
 /// (rung-model's `bench_model`, rung-train's `bench_train`).
 pub fn build_example(root: &Path, package: &str, example: &str) -> Result<PathBuf> {
+    build_target(root, "release", &["-p", package], "--example", example)
+}
+
+/// `cargo build --profile PROFILE SELECTION KIND NAME` (`SELECTION` is `-p PACKAGE` or
+/// `--workspace`, `KIND` is `--example` or `--bin`), returning the executable's path as
+/// [`build_example`] does. `--workspace` resolves features as a workspace build does, so that
+/// a target of a package that shares burn with the rest reuses that build instead of
+/// rebuilding burn with other features.
+pub fn build_target(
+    root: &Path,
+    profile: &str,
+    selection: &[&str],
+    kind: &str,
+    example: &str,
+) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut child = Command::new(&cargo)
         .current_dir(root)
-        .args(["build", "--release", "-p", package, "--example", example])
+        .args(["build", "--profile", profile])
+        .args(selection)
+        .args([kind, example])
         .arg("--message-format=json-render-diagnostics")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

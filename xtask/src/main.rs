@@ -8,6 +8,7 @@ mod appworld;
 mod bench_common;
 mod bench_model;
 mod bench_train;
+mod bench_world;
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -101,12 +102,15 @@ enum WorldTask {
 
 #[derive(Debug, Subcommand)]
 enum BenchTask {
-    /// Run the embedded world's criterion benchmarks and summarise them.
+    /// Run the embedded world's criterion benchmarks and summarise them; with --load, drive a
+    /// `rung world serve` process with concurrent clients instead.
     ///
     /// Runs `cargo bench -p rung-world --bench world`, then reads criterion's estimates
     /// (`target/criterion/**/new/estimates.json`) and prints the mean time per iteration and the
-    /// derived throughput (execute steps/s, whole-split replay time).
-    World,
+    /// derived throughput (execute steps/s, whole-split replay time). With --load: episodes/s,
+    /// p50/p99 latency of `/execute`, errors and the server's peak RSS at 1, 4, 16 and 64
+    /// clients (release builds of `rung` and of rung-world's `world_load` example).
+    World(bench_world::WorldBenchArgs),
     /// rung-model training and decode throughput next to PyTorch's, in one run, with ratios.
     Model(bench_model::ModelBenchArgs),
     /// rung-train's Trainer: tokens/s and peak memory next to PyTorch's, full and LoRA, with ratios.
@@ -183,7 +187,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bench_train::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Task::Bench(BenchTask::World) => {
+        Task::Bench(BenchTask::World(args)) if args.load => {
+            bench_world::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Bench(BenchTask::World(_)) => {
             let mut command = Command::new(cargo_program());
             command
                 .current_dir(&root)
@@ -416,6 +424,39 @@ mod tests {
             Task::World(WorldTask::Serve { port, args }) => {
                 assert_eq!(port, 9000);
                 assert_eq!(args, ["--seed", "1", "--workers", "2"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_world_runs_criterion_unless_asked_for_load() {
+        match Cli::try_parse_from(["xtask", "bench", "world"])
+            .expect("parses")
+            .command
+        {
+            Task::Bench(BenchTask::World(args)) => {
+                assert!(!args.load);
+                assert_eq!(args.clients, [1, 4, 16, 64]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "world",
+            "--load",
+            "--clients",
+            "2,8",
+            "--seconds",
+            "3",
+        ])
+        .expect("parses");
+        match cli.command {
+            Task::Bench(BenchTask::World(args)) => {
+                assert!(args.load);
+                assert_eq!(args.clients, [2, 8]);
+                assert!((args.seconds - 3.0).abs() < f64::EPSILON);
             }
             other => panic!("parsed as {other:?}"),
         }

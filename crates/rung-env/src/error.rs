@@ -82,6 +82,17 @@ pub enum EnvError {
 }
 
 impl EnvError {
+    /// Whether the error may mean that the server itself is gone or stuck (nothing answers, the
+    /// connection broke, the call timed out), so that a restarted server may cure it.
+    pub fn may_be_transient(&self) -> bool {
+        matches!(
+            self,
+            EnvError::ServerNotRunning { .. }
+                | EnvError::Transport { .. }
+                | EnvError::Timeout { .. }
+        )
+    }
+
     /// The HTTP status our server answers for this error. Unknown tasks and episodes are 404 so a
     /// client can tell them from server faults (real AppWorld answers 500 for both).
     pub fn http_status(&self) -> u16 {

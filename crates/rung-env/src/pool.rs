@@ -278,18 +278,10 @@ impl PoolMember {
     }
 }
 
-/// Whether an error may mean that the server itself is gone or stuck.
-fn server_may_be_down(err: &EnvError) -> bool {
-    matches!(
-        err,
-        EnvError::ServerNotRunning { .. } | EnvError::Transport { .. } | EnvError::Timeout { .. }
-    )
-}
-
 impl Environment for PoolMember {
     fn initialize(&self, task_id: &TaskId, options: &EpisodeOptions) -> Result<TaskInfo, EnvError> {
         match self.client().initialize(task_id, options) {
-            Err(err) if server_may_be_down(&err) => {
+            Err(err) if err.may_be_transient() => {
                 if self.revive()? {
                     self.client().initialize(task_id, options)
                 } else {

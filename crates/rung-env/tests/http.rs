@@ -207,6 +207,7 @@ fn malformed_requests_get_fastapi_style_errors() {
     let options = ServerOptions {
         workers: 2,
         max_body_bytes: 1024,
+        ..ServerOptions::default()
     };
     let handle = serve_with(world, "127.0.0.1:0", options).expect("serve");
     let url = |path: &str| format!("{}{path}", handle.url());

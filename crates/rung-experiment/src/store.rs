@@ -184,9 +184,12 @@ impl Store {
                 .unwrap_or_default();
             object.insert("time".into(), Value::from(now));
         }
+        // One `write` of the whole line: formatting straight into the file writes it piece by
+        // piece, so a run killed mid-event left half a line that broke every reader of the log.
+        let line = format!("{event}\n");
         let mut file = self.events.lock().unwrap_or_else(|e| e.into_inner());
         // The event log is a diagnostic; a full disk shows up in the stage writes.
-        let _ = writeln!(file, "{event}");
+        let _ = file.write_all(line.as_bytes());
     }
 }
 

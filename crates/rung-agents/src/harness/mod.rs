@@ -123,6 +123,45 @@ fn task_list(split: Split, options: &EvalOptions) -> Result<Vec<TaskId>, AgentEr
     Ok(tasks)
 }
 
+/// Attempts of one episode whose environment failed in a way a fresh server may cure.
+pub const ENV_ATTEMPTS: usize = 3;
+
+/// Runs one episode, and runs it again from the start (up to [`ENV_ATTEMPTS`] in all) when the
+/// environment failed as a dead or stuck server does: a [`rung_env::PoolMember`] restarts its
+/// server at the next `initialize`, and an episode depends only on its task and seed, so the
+/// retried episode is the one a quiet run would have had. An episode is never scored on a
+/// broken environment: once the attempts are spent, the error stops the run. Returns the
+/// episode and the number of retries it took.
+pub fn run_episode_retrying(
+    system: &System,
+    env: &dyn Environment,
+    task: &TaskId,
+) -> Result<(Episode, usize), AgentError> {
+    let mut retries = 0;
+    loop {
+        match system.run_episode(env, task) {
+            Err(AgentError::Env { task_id, source })
+                if source.may_be_transient() && retries + 1 < ENV_ATTEMPTS =>
+            {
+                retries += 1;
+                eprintln!(
+                    "task {task_id}: the environment failed ({source}); running the episode \
+                     again from the start (attempt {} of {ENV_ATTEMPTS})",
+                    retries + 1
+                );
+            }
+            other => return other.map(|episode| (episode, retries)),
+        }
+    }
+}
+
+/// Episodes of a run in task order, and how many episodes were retried after an environment
+/// failure.
+struct Runs {
+    runs: Vec<JudgedEpisode>,
+    env_retries: usize,
+}
+
 /// Runs `system` on every task of the run, in parallel; episodes come back in task order.
 /// With `judge`, each episode's sub-tasks are also judged against the gold source.
 fn run_tasks(
@@ -130,7 +169,7 @@ fn run_tasks(
     split: Split,
     options: &EvalOptions,
     judge: bool,
-) -> Result<Vec<JudgedEpisode>, AgentError> {
+) -> Result<Runs, AgentError> {
     let tasks = task_list(split, options)?;
     let workers: Vec<Arc<dyn Environment>> = match &options.backend {
         Backend::Shared(env) => vec![Arc::clone(env); options.threads.clamp(1, tasks.len())],
@@ -145,6 +184,7 @@ fn run_tasks(
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
+    let retries = AtomicUsize::new(0);
     type Slot = Option<Result<JudgedEpisode, AgentError>>;
     let slots: Mutex<Vec<Slot>> = Mutex::new((0..tasks.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -155,13 +195,14 @@ fn run_tasks(
                     if i >= tasks.len() || failed.load(Ordering::Relaxed) {
                         break;
                     }
-                    let result = system
-                        .run_episode(env.as_ref(), &tasks[i])
-                        .map(|mut episode| {
+                    let result = run_episode_retrying(system, env.as_ref(), &tasks[i]).map(
+                        |(mut episode, retried)| {
+                            retries.fetch_add(retried, Ordering::Relaxed);
                             episode.split = Some(split);
                             let verdicts = gold.and_then(|g| subtasks::analyse(&episode, g));
                             (episode, verdicts)
-                        });
+                        },
+                    );
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -183,7 +224,10 @@ fn run_tasks(
             None => {}
         }
     }
-    Ok(runs)
+    Ok(Runs {
+        runs,
+        env_retries: retries.into_inner(),
+    })
 }
 
 /// Runs `system` over a split and returns the episodes in task order.
@@ -193,6 +237,7 @@ pub fn run_split(
     options: &EvalOptions,
 ) -> Result<Vec<Episode>, AgentError> {
     Ok(run_tasks(system, split, options, false)?
+        .runs
         .into_iter()
         .map(|(episode, _)| episode)
         .collect())
@@ -207,17 +252,19 @@ pub fn evaluate(
     options: &EvalOptions,
 ) -> Result<EvalReport, AgentError> {
     let started = Instant::now();
-    let runs = run_tasks(system, split, options, true)?;
+    let Runs { runs, env_retries } = run_tasks(system, split, options, true)?;
     if let Some(path) = &options.trajectories {
         write_file(path, runs.iter().map(|(episode, _)| episode))?;
     }
-    Ok(EvalReport::new(
+    let mut report = EvalReport::new(
         system.config(),
         split,
         &runs,
         options.gold.is_some(),
         started.elapsed().as_secs_f64(),
-    ))
+    );
+    report.env_retries = env_retries;
+    Ok(report)
 }
 
 /// Options of expert data generation.
@@ -281,14 +328,15 @@ pub fn generate_expert_data(
         .with_budgets(options.budgets)
         .with_seed(options.seed);
     let started = Instant::now();
-    let runs = run_tasks(&system, split, &options.run, true)?;
-    let eval = EvalReport::new(
+    let Runs { runs, env_retries } = run_tasks(&system, split, &options.run, true)?;
+    let mut eval = EvalReport::new(
         system.config(),
         split,
         &runs,
         true,
         started.elapsed().as_secs_f64(),
     );
+    eval.env_retries = env_retries;
     let failed: Vec<TaskId> = runs
         .iter()
         .filter(|(e, _)| !e.evaluation.success)

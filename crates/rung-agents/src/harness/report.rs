@@ -54,6 +54,14 @@ pub struct EvalReport {
     pub ends: BTreeMap<String, usize>,
     /// Elapsed time of the whole run, seconds.
     pub wall_seconds: f64,
+    /// Episodes run again from the start because their environment failed (a server that
+    /// died mid-episode); each is counted once in the scores, with its retried result.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub env_retries: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl EvalReport {
@@ -103,6 +111,7 @@ impl EvalReport {
             cost: CostReport { total, per_task },
             ends,
             wall_seconds,
+            env_retries: 0,
         }
     }
 
