@@ -29,7 +29,7 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 const MAX_HISTORY_BYTES: usize = 64 << 20;
 /// Idle workers kept for the next episodes: starting a process costs about 10 ms, far more than
 /// a typical cell, so a closed episode hands its worker, reset, to the next one.
-const MAX_IDLE_WORKERS: usize = 8;
+const MAX_IDLE_WORKERS: usize = 32;
 /// A worker holding more than this after its episode is not kept (its memory goes back to the OS).
 const MAX_IDLE_RSS_BYTES: u64 = 64 << 20;
 
