@@ -207,8 +207,9 @@ mod tests {
     #[test]
     fn status_fields_are_read_in_kib() {
         let pid = std::process::id();
-        let peak = status_kib(pid, "VmHWM").expect("VmHWM of this process");
+        // RSS first: the peak read after it can only be as large or larger.
         let rss = status_kib(pid, "VmRSS").expect("VmRSS of this process");
+        let peak = status_kib(pid, "VmHWM").expect("VmHWM of this process");
         assert!(peak >= rss && rss > 0, "{peak} {rss}");
         assert_eq!(status_kib(pid, "NoSuchField"), None);
     }
