@@ -35,8 +35,8 @@ pub use error::AgentError;
 pub use expert::{ExpertOptions, Experts};
 pub use gold::{GoldPlan, GoldSource, GoldSubtask, WorldGold};
 pub use harness::{
-    Backend, DataGenOptions, DataGenReport, EvalOptions, EvalReport, evaluate,
-    generate_expert_data, replay_episode, run_split,
+    Backend, DataGenOptions, DataGenReport, EvalOptions, EvalReport, JudgedEpisode, evaluate,
+    evaluate_episodes, generate_expert_data, replay_episode, run_split, task_list,
 };
 pub use model_policy::{Decoding, ModelPolicy, ModelPolicyOptions, ModelSpec, load_role_policies};
 pub use policy::{Completion, EpisodeContext, Policy, PolicyError};

@@ -51,6 +51,87 @@ pub struct ExperimentConfig {
     /// Grids of runs; their union (duplicates removed) is the experiment.
     #[serde(rename = "group")]
     pub groups: Vec<GroupConfig>,
+    /// How stages run where the executor needs settings (`[executor.slurm]`); the executor
+    /// itself is chosen on the command line (`--executor`), so one config runs both ways.
+    #[serde(default)]
+    pub executor: ExecutorConfig,
+}
+
+/// Settings of the executors.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// The Slurm executor: one `sbatch` job per stage.
+    #[serde(default)]
+    pub slurm: SlurmConfig,
+}
+
+/// The Slurm executor's settings: where jobs go and what each kind of stage asks for.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// `--partition` of every job (the cluster's default when unset).
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `--account` of every job.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The `rung` binary jobs run, on the compute nodes' shared filesystem (default: the
+    /// binary that submits).
+    #[serde(default)]
+    pub rung: Option<PathBuf>,
+    /// Further `sbatch` options for every job (`"--qos=normal"`), one per line of the job
+    /// script (`#SBATCH --qos=normal`).
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// Resources of the cheap stages: expert data, tokenizer, evaluation merges, the report.
+    #[serde(default)]
+    pub default: SlurmResources,
+    /// Resources of a training job.
+    #[serde(default)]
+    pub train: SlurmResources,
+    /// Resources of an evaluation (or evaluation shard) job.
+    #[serde(default)]
+    pub eval: SlurmResources,
+}
+
+/// What one job asks Slurm for; unset keys take the stage kind's defaults
+/// ([`SlurmResources::filled`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmResources {
+    /// `--time` (Slurm's formats: `90`, `1:30:00`, `2-00:00:00`).
+    #[serde(default)]
+    pub time: Option<String>,
+    /// `--cpus-per-task`.
+    #[serde(default)]
+    pub cpus: Option<u32>,
+    /// `--mem` (`16G`).
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// `--gres` (`gpu:1`); `""` asks for none.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// Further `sbatch` options for jobs of this kind only.
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl SlurmResources {
+    /// These resources with unset keys taken from `defaults`.
+    pub fn filled(&self, defaults: &SlurmResources) -> SlurmResources {
+        SlurmResources {
+            time: self.time.clone().or_else(|| defaults.time.clone()),
+            cpus: self.cpus.or(defaults.cpus),
+            mem: self.mem.clone().or_else(|| defaults.mem.clone()),
+            gres: self
+                .gres
+                .clone()
+                .or_else(|| defaults.gres.clone())
+                .filter(|g| !g.is_empty()),
+            extra: self.extra.clone(),
+        }
+    }
 }
 
 /// Burn backend.
@@ -249,6 +330,14 @@ pub struct EvaluationConfig {
     /// Parallel episodes (default: all cores; a server pool runs one per server).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Split each evaluation's tasks into this many shards, each its own stage (a Slurm job of
+    /// its own), merged by a cheap stage into exactly the unsharded result.
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+}
+
+fn default_shards() -> usize {
+    1
 }
 
 /// Which checkpoint plays.
@@ -536,6 +625,63 @@ impl ExperimentConfig {
                 "`tasks_per_split` and `threads` must be at least 1".into(),
             );
         }
+        if self.evaluation.shards == 0 {
+            return bad("evaluation.shards".into(), "must be at least 1".into());
+        }
+        if let Some(tasks) = self.evaluation.tasks_per_split
+            && self.evaluation.shards > tasks
+        {
+            return bad(
+                "evaluation.shards".into(),
+                format!(
+                    "{} shards of {tasks} tasks (`evaluation.tasks_per_split`) would leave some \
+                     empty",
+                    self.evaluation.shards
+                ),
+            );
+        }
+        let slurm = &self.executor.slurm;
+        for (kind, resources) in [
+            ("default", &slurm.default),
+            ("train", &slurm.train),
+            ("eval", &slurm.eval),
+        ] {
+            let key = format!("executor.slurm.{kind}");
+            if resources.cpus == Some(0) {
+                return bad(format!("{key}.cpus"), "must be at least 1".into());
+            }
+            for (name, value) in [("time", &resources.time), ("mem", &resources.mem)] {
+                if let Some(value) = value
+                    && (value.is_empty() || value.contains(char::is_whitespace))
+                {
+                    return bad(
+                        format!("{key}.{name}"),
+                        format!("`{value}` is not a Slurm value (no spaces, not empty)"),
+                    );
+                }
+            }
+            if let Some(gres) = &resources.gres
+                && gres.contains(char::is_whitespace)
+            {
+                return bad(format!("{key}.gres"), format!("`{gres}` has spaces"));
+            }
+            for (i, line) in resources.extra.iter().enumerate() {
+                check_sbatch_option(&format!("{key}.extra[{i}]"), line)?;
+            }
+        }
+        for (i, line) in slurm.extra.iter().enumerate() {
+            check_sbatch_option(&format!("executor.slurm.extra[{i}]"), line)?;
+        }
+        for (key, value) in [
+            ("executor.slurm.partition", &slurm.partition),
+            ("executor.slurm.account", &slurm.account),
+        ] {
+            if let Some(value) = value
+                && (value.is_empty() || value.contains(char::is_whitespace))
+            {
+                return bad(key.into(), format!("`{value}` is not a Slurm name"));
+            }
+        }
         if self.groups.is_empty() {
             return bad(
                 "group".into(),
@@ -614,6 +760,17 @@ impl ExperimentConfig {
     pub fn test_split(&self) -> Split {
         *self.evaluation.splits.last().expect("validated non-empty")
     }
+}
+
+/// An `sbatch` option of a job script: one `--option[=value]` per line.
+fn check_sbatch_option(key: &str, line: &str) -> Result<(), ExperimentError> {
+    if !line.starts_with('-') || line.contains('\n') {
+        return Err(ExperimentError::Config(format!(
+            "`{key}`: `{line}` is not an sbatch option: write one option per entry, e.g. \
+             \"--qos=normal\""
+        )));
+    }
+    Ok(())
 }
 
 fn check_training_table(table: &toml::Table, key: &str) -> Result<(), ExperimentError> {

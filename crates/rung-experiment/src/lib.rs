@@ -7,6 +7,9 @@
 //! over seeds ([`results`]), finds the effectiveness–cost Pareto front ([`pareto`]) and writes
 //! `report.md`, `results.json` and plots ([`report`], [`plots`]).
 //!
+//! The stages form a plan with explicit edges ([`graph`]) that an executor runs: in this
+//! process ([`executor::local`]) or as one Slurm job per stage ([`executor::slurm`]).
+//!
 //! The `rung experiment` command drives it; `cargo xtask experiment` builds `rung` with the
 //! chosen backend and runs that.
 
@@ -14,6 +17,8 @@
 
 pub mod config;
 pub mod episodes;
+pub mod executor;
+pub mod graph;
 pub mod pareto;
 pub mod pipeline;
 pub mod plan;
@@ -21,12 +26,14 @@ pub mod plots;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod shards;
 pub mod stages;
 pub mod store;
 
 use std::path::PathBuf;
 
 pub use config::ExperimentConfig;
+pub use executor::ExecutorKind;
 pub use pipeline::{Outcome, RunOptions, run};
 pub use store::StageKind;
 

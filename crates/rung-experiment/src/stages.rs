@@ -43,6 +43,40 @@ pub struct DataOutput {
     pub tgc: f64,
 }
 
+/// The readable name of a data stage: `1A-train`.
+pub fn data_name(system: rung_trajectory::SystemKind, split: Split) -> String {
+    format!("{}-{}", short(system), split_name(split))
+}
+
+/// Where the experts' data of `system` on `split` lives (for data that is played here, not
+/// recorded elsewhere): known from the config alone, so an executor can plan every stage
+/// before any runs.
+pub fn data_stage(
+    config: &ExperimentConfig,
+    store: &Store,
+    system: rung_trajectory::SystemKind,
+    split: Split,
+    limit: Option<usize>,
+) -> Stage {
+    let inputs = json!({
+        "environment": config.environment, "system": system, "split": split, "limit": limit,
+        "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
+        "seed": config.data.seed,
+    });
+    store.stage(StageKind::Data, &data_name(system, split), &inputs)
+}
+
+/// The content key of `system`'s recorded trajectories (training or validation), the key
+/// later stages see in place of a data stage's.
+pub fn recorded_key(
+    config: &ExperimentConfig,
+    system: rung_trajectory::SystemKind,
+    train: bool,
+) -> Option<Result<String, ExperimentError>> {
+    let files = config.data.trajectories.get(&system)?;
+    Some(recorded(files, system, train).map(|d| d.key))
+}
+
 /// Plays the experts of `system` over `split` and writes their trajectories.
 pub fn data(
     config: &ExperimentConfig,
@@ -52,16 +86,11 @@ pub fn data(
     split: Split,
     limit: Option<usize>,
 ) -> Result<DataOutput, ExperimentError> {
-    let name = format!("{}-{}", short(system), split_name(split));
+    let name = data_name(system, split);
     if let Some(files) = config.data.trajectories.get(&system) {
         return recorded(files, system, split == config.data.train_split);
     }
-    let inputs = json!({
-        "environment": config.environment, "system": system, "split": split, "limit": limit,
-        "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
-        "seed": config.data.seed,
-    });
-    let stage = store.stage(StageKind::Data, &name, &inputs);
+    let stage = data_stage(config, store, system, split, limit);
     let trajectories = stage.dir.join("trajectories.jsonl");
     if let Some(done) = store.done(&stage)? {
         return parse_done(&stage, done);
@@ -137,6 +166,21 @@ fn recorded(
     })
 }
 
+/// Where the trained tokenizer lives, from the keys of the training data it learns from.
+pub fn tokenizer_stage(vocab_size: usize, store: &Store, data_keys: &[&str]) -> Stage {
+    let inputs = json!({"vocab_size": vocab_size, "data": data_keys});
+    store.stage(StageKind::Tokenizer, "bpe", &inputs)
+}
+
+/// The key of a tokenizer file (`tokenizer.kind = "file"`), as later stages see it.
+pub fn tokenizer_file_key(path: &Path) -> Result<String, ExperimentError> {
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    Ok(crate::store::content_key(
+        StageKind::Tokenizer,
+        &json!({"file_bytes": String::from_utf8_lossy(&bytes)}),
+    ))
+}
+
 /// The shared tokenizer: a file, or `None` when each HF model brings its own.
 pub fn tokenizer(
     config: &ExperimentConfig,
@@ -146,20 +190,15 @@ pub fn tokenizer(
     match &config.tokenizer {
         TokenizerConfig::Model => Ok(None),
         TokenizerConfig::File { path } => {
-            let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+            let key = tokenizer_file_key(path)?;
             Tokenizer::from_file(path).map_err(|e| {
                 ExperimentError::Config(format!("`tokenizer.path` {}: {e}", path.display()))
             })?;
-            let key = crate::store::content_key(
-                StageKind::Tokenizer,
-                &json!({"file_bytes": String::from_utf8_lossy(&bytes)}),
-            );
             Ok(Some((path.clone(), key)))
         }
         TokenizerConfig::Train { vocab_size } => {
             let keys: Vec<&str> = train_data.iter().map(|d| d.key.as_str()).collect();
-            let inputs = json!({"vocab_size": vocab_size, "data": keys});
-            let stage = store.stage(StageKind::Tokenizer, "bpe", &inputs);
+            let stage = tokenizer_stage(*vocab_size, store, &keys);
             let file = stage.dir.join("tokenizer.json");
             if store.done(&stage)?.is_some() {
                 return Ok(Some((file, stage.key)));
@@ -328,6 +367,24 @@ pub struct TrainOutput {
     pub final_val_loss: Option<f64>,
 }
 
+/// Where one role's training lives, from the keys of its data and tokenizer.
+pub fn train_stage(
+    config: &ExperimentConfig,
+    store: &Store,
+    job: &TrainJob,
+    data_key: &str,
+    validation_key: &str,
+    tokenizer_key: Option<&str>,
+) -> Stage {
+    let inputs = json!({
+        "role": job.role, "model": config.models[&job.model],
+        "curriculum": config.schedules[&job.schedule], "seed": job.seed,
+        "training": config.training, "data": data_key, "validation": validation_key,
+        "tokenizer": tokenizer_key, "checkpoint": config.evaluation.checkpoint,
+    });
+    store.stage(StageKind::Train, &job.name(), &inputs)
+}
+
 /// Trains one role's model (or resumes it).
 pub fn train(
     config: &ExperimentConfig,
@@ -339,12 +396,14 @@ pub fn train(
 ) -> Result<TrainOutput, ExperimentError> {
     let entry = &config.models[&job.model];
     let curriculum = &config.schedules[&job.schedule];
-    let inputs = json!({
-        "role": job.role, "model": entry, "curriculum": curriculum, "seed": job.seed,
-        "training": config.training, "data": data.key, "validation": validation.key,
-        "tokenizer": tokenizer.map(|t| &t.1), "checkpoint": config.evaluation.checkpoint,
-    });
-    let stage = store.stage(StageKind::Train, &job.name(), &inputs);
+    let stage = train_stage(
+        config,
+        store,
+        job,
+        &data.key,
+        &validation.key,
+        tokenizer.map(|t| t.1.as_str()),
+    );
     if let Some(done) = store.done(&stage)? {
         return parse_done(&stage, done);
     }
@@ -460,18 +519,82 @@ pub fn eval(
     split: Split,
 ) -> Result<EvalOutput, ExperimentError> {
     let keys: BTreeMap<Role, &str> = trained.iter().map(|(r, t)| (*r, t.key.as_str())).collect();
-    let inputs = json!({
-        "environment": config.environment, "system": run.configuration.system,
-        "models": keys, "seed": run.seed, "split": split,
-        "limit": config.evaluation.tasks_per_split, "budgets": config.evaluation.budgets,
-    });
-    let name = format!("{}-{}", run.name(), split_name(split));
-    let stage = store.stage(StageKind::Eval, &name, &inputs);
+    let stage = eval_stage(config, store, run, &keys, split);
+    let name = eval_name(run, split);
     if let Some(done) = store.done(&stage)? {
         return parse_done(&stage, done);
     }
     store.log(json!({"event": "start", "stage": "eval", "name": name, "key": stage.key}));
     let started = Instant::now();
+    let system = eval_system(config, episodes, run, trained, &name)?;
+    let mut options = eval_options(config, episodes, split, &name)?;
+    std::fs::create_dir_all(&stage.dir).map_err(|e| io(&stage.dir, e))?;
+    let trajectories = stage.dir.join("trajectories.jsonl");
+    options.trajectories = Some(trajectories.clone());
+    let report = evaluate(&system, split, &options)
+        .map_err(|e| ExperimentError::Stage(format!("evaluating {name}: {e}")))?;
+    write_atomic(&stage.dir.join("results.txt"), &report.table())?;
+    let output = EvalOutput {
+        key: stage.key.clone(),
+        split,
+        report,
+        trajectories,
+    };
+    finish(store, &stage, &output, started)?;
+    Ok(output)
+}
+
+/// The readable name of a run's evaluation on a split: `1A-tiny-prost-s0-test_normal`.
+pub fn eval_name(run: &Run, split: Split) -> String {
+    format!("{}-{}", run.name(), split_name(split))
+}
+
+/// Where one run's evaluation on one split lives, from the keys of its trained models. A
+/// sharded evaluation's merge writes this same directory: shards change how the work is
+/// spread, not the result.
+pub fn eval_stage(
+    config: &ExperimentConfig,
+    store: &Store,
+    run: &Run,
+    train_keys: &BTreeMap<Role, &str>,
+    split: Split,
+) -> Stage {
+    let inputs = json!({
+        "environment": config.environment, "system": run.configuration.system,
+        "models": train_keys, "seed": run.seed, "split": split,
+        "limit": config.evaluation.tasks_per_split, "budgets": config.evaluation.budgets,
+    });
+    store.stage(StageKind::Eval, &eval_name(run, split), &inputs)
+}
+
+/// Options of an evaluation's episodes: the split's first `tasks_per_split` tasks, the
+/// configured threads, a progress line.
+pub(crate) fn eval_options(
+    config: &ExperimentConfig,
+    episodes: &Episodes,
+    split: Split,
+    name: &str,
+) -> Result<rung_agents::EvalOptions, ExperimentError> {
+    let mut options = episodes.options(
+        split,
+        config.evaluation.tasks_per_split,
+        Some(format!("eval {name}")),
+    )?;
+    if let Some(threads) = config.evaluation.threads {
+        options.threads = threads;
+    }
+    Ok(options)
+}
+
+/// The system a run evaluates: its trained models, greedy decoding, the run's budgets and
+/// seed.
+pub(crate) fn eval_system(
+    config: &ExperimentConfig,
+    episodes: &Episodes,
+    run: &Run,
+    trained: &BTreeMap<Role, TrainOutput>,
+    name: &str,
+) -> Result<System, ExperimentError> {
     let specs: BTreeMap<Role, ModelSpec> = trained
         .iter()
         .map(|(&role, t)| {
@@ -498,31 +621,10 @@ pub fn eval(
     )
     .with_budgets(config.evaluation.budgets.budgets())
     .with_seed(run.seed);
-    let mut options = episodes.options(
-        split,
-        config.evaluation.tasks_per_split,
-        Some(format!("eval {name}")),
-    )?;
-    if let Some(threads) = config.evaluation.threads {
-        options.threads = threads;
-    }
-    std::fs::create_dir_all(&stage.dir).map_err(|e| io(&stage.dir, e))?;
-    let trajectories = stage.dir.join("trajectories.jsonl");
-    options.trajectories = Some(trajectories.clone());
-    let report = evaluate(&system, split, &options)
-        .map_err(|e| ExperimentError::Stage(format!("evaluating {name}: {e}")))?;
-    write_atomic(&stage.dir.join("results.txt"), &report.table())?;
-    let output = EvalOutput {
-        key: stage.key.clone(),
-        split,
-        report,
-        trajectories,
-    };
-    finish(store, &stage, &output, started)?;
-    Ok(output)
+    Ok(system)
 }
 
-fn finish<T: Serialize>(
+pub(crate) fn finish<T: Serialize>(
     store: &Store,
     stage: &Stage,
     output: &T,
@@ -537,7 +639,7 @@ fn finish<T: Serialize>(
     Ok(())
 }
 
-fn parse_done<T: for<'de> Deserialize<'de>>(
+pub(crate) fn parse_done<T: for<'de> Deserialize<'de>>(
     stage: &Stage,
     done: Value,
 ) -> Result<T, ExperimentError> {

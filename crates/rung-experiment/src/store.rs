@@ -31,17 +31,20 @@ pub enum StageKind {
     Tokenizer,
     /// One role's model.
     Train,
-    /// One run on one split.
+    /// One run on one split (or one shard of it).
     Eval,
+    /// The report over every run.
+    Report,
 }
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 4] = [
+    pub const ALL: [StageKind; 5] = [
         StageKind::Data,
         StageKind::Tokenizer,
         StageKind::Train,
         StageKind::Eval,
+        StageKind::Report,
     ];
 
     /// Its name on the command line and on disk.
@@ -51,6 +54,7 @@ impl StageKind {
             StageKind::Tokenizer => "tokenizer",
             StageKind::Train => "train",
             StageKind::Eval => "eval",
+            StageKind::Report => "report",
         }
     }
 }
@@ -62,7 +66,9 @@ impl std::str::FromStr for StageKind {
         StageKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown stage `{s}`: expected data, tokenizer, train or eval"))
+            .ok_or_else(|| {
+                format!("unknown stage `{s}`: expected data, tokenizer, train, eval or report")
+            })
     }
 }
 
@@ -89,7 +95,7 @@ pub struct Store {
     root: PathBuf,
     forced: BTreeSet<StageKind>,
     cleared: Mutex<BTreeSet<PathBuf>>,
-    events: Mutex<File>,
+    events: Mutex<Option<File>>,
     finished: std::sync::atomic::AtomicUsize,
 }
 
@@ -113,9 +119,21 @@ impl Store {
             root: root.to_path_buf(),
             forced,
             cleared: Mutex::new(BTreeSet::new()),
-            events: Mutex::new(events),
+            events: Mutex::new(Some(events)),
             finished: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// A store for looking only: it names stage directories and reads `done.json`, but creates
+    /// nothing and logs nowhere (planning a dry run, showing a submitted experiment's status).
+    pub fn reader(root: &Path) -> Self {
+        Store {
+            root: root.to_path_buf(),
+            forced: BTreeSet::new(),
+            cleared: Mutex::new(BTreeSet::new()),
+            events: Mutex::new(None),
+            finished: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// The output directory.
@@ -189,7 +207,9 @@ impl Store {
         let line = format!("{event}\n");
         let mut file = self.events.lock().unwrap_or_else(|e| e.into_inner());
         // The event log is a diagnostic; a full disk shows up in the stage writes.
-        let _ = file.write_all(line.as_bytes());
+        if let Some(file) = file.as_mut() {
+            let _ = file.write_all(line.as_bytes());
+        }
     }
 }
 

@@ -103,8 +103,10 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// The tasks a run covers.
-fn task_list(split: Split, options: &EvalOptions) -> Result<Vec<TaskId>, AgentError> {
+/// The tasks a run covers: `options.tasks`, or the gold source's tasks of the split, cut to
+/// `options.limit`. Public so that a caller can split one evaluation into shards (each runs a
+/// slice of this list as its `tasks`) and get exactly the episodes of the whole run.
+pub fn task_list(split: Split, options: &EvalOptions) -> Result<Vec<TaskId>, AgentError> {
     let mut tasks = match (&options.tasks, &options.gold) {
         (Some(tasks), _) => tasks.clone(),
         (None, Some(gold)) => gold.tasks(split),
@@ -241,6 +243,18 @@ pub fn run_split(
         .into_iter()
         .map(|(episode, _)| episode)
         .collect())
+}
+
+/// Runs `system` over a split and judges every episode's sub-tasks against the gold source
+/// (where the options carry one), in task order, without aggregating: the episodes of shards
+/// of one evaluation concatenate into exactly the whole run's, which
+/// [`EvalReport::new`] then aggregates.
+pub fn evaluate_episodes(
+    system: &System,
+    split: Split,
+    options: &EvalOptions,
+) -> Result<Vec<JudgedEpisode>, AgentError> {
+    run_tasks(system, split, options, true)
 }
 
 /// Evaluates `system` on a split: TGC/SGC overall and by difficulty, sub-task error rates
