@@ -248,13 +248,14 @@ pub fn run_split(
 /// Runs `system` over a split and judges every episode's sub-tasks against the gold source
 /// (where the options carry one), in task order, without aggregating: the episodes of shards
 /// of one evaluation concatenate into exactly the whole run's, which
-/// [`EvalReport::new`] then aggregates.
+/// [`EvalReport::new`] then aggregates. (Episodes rerun after an environment failure are not
+/// counted here: a merged report's `env_retries` stays 0.)
 pub fn evaluate_episodes(
     system: &System,
     split: Split,
     options: &EvalOptions,
 ) -> Result<Vec<JudgedEpisode>, AgentError> {
-    run_tasks(system, split, options, true)
+    Ok(run_tasks(system, split, options, true)?.runs)
 }
 
 /// Evaluates `system` on a split: TGC/SGC overall and by difficulty, sub-task error rates
