@@ -67,7 +67,10 @@ fn smoke(tag: &str, edit: impl Fn(String) -> String) -> (PathBuf, PathBuf) {
     let text = std::fs::read_to_string(repo().join("configs/smoke.toml")).unwrap();
     let from = "output_dir = \"runs/experiment/smoke\"";
     assert!(text.contains(from));
-    let mut text = text.replace(from, &format!("output_dir = {:?}", out.display().to_string()));
+    let mut text = text.replace(
+        from,
+        &format!("output_dir = {:?}", out.display().to_string()),
+    );
     text.push_str(
         "\n[executor.slurm]\ndefault = { cpus = 1, mem = \"1G\", time = \"20:00\" }\n\
          train = { cpus = 1, mem = \"2G\", time = \"20:00\" }\n\
@@ -207,8 +210,14 @@ fn smoke_through_slurm_equals_the_local_run_and_resumes_a_cancelled_training_job
     let plan = stages(&config);
     // 4 data, tokenizer, 6 training jobs, 4 runs × (2 shards + merge), report.
     assert_eq!(plan.len(), 4 + 1 + 6 + 4 * 3 + 1);
-    let submitted = run(&["experiment", "--config", cfg, "--executor", "slurm"], true);
-    assert!(submitted.contains(&format!("{} submitted", plan.len())), "{submitted}");
+    let submitted = run(
+        &["experiment", "--config", cfg, "--executor", "slurm"],
+        true,
+    );
+    assert!(
+        submitted.contains(&format!("{} submitted", plan.len())),
+        "{submitted}"
+    );
 
     // One job per stage, waiting (afterok) for exactly the jobs of the stages it reads.
     let first = records(&out);
@@ -291,7 +300,14 @@ fn smoke_through_slurm_equals_the_local_run_and_resumes_a_cancelled_training_job
 
     // Submitting again resubmits the cancelled job and what waited for it, nothing done.
     let resumed = run(
-        &["experiment", "--config", cfg, "--executor", "slurm", "--wait"],
+        &[
+            "experiment",
+            "--config",
+            cfg,
+            "--executor",
+            "slurm",
+            "--wait",
+        ],
         true,
     );
     assert!(
@@ -300,7 +316,10 @@ fn smoke_through_slurm_equals_the_local_run_and_resumes_a_cancelled_training_job
     );
     for (stage, state) in &after_cancel {
         if state.starts_with("done") {
-            assert!(!resumed.contains(&format!("{stage}: submitted")), "{stage} was done");
+            assert!(
+                !resumed.contains(&format!("{stage}: submitted")),
+                "{stage} was done"
+            );
         }
     }
     let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
@@ -366,7 +385,10 @@ fn cancel_stops_every_job_and_a_failed_stage_keeps_its_dependents_from_starting(
     let plan = stages(&config);
 
     // `rung experiment cancel` right after submitting: every job is cancelled.
-    run(&["experiment", "--config", cfg, "--executor", "slurm"], true);
+    run(
+        &["experiment", "--config", cfg, "--executor", "slurm"],
+        true,
+    );
     let cancelled = run(&["experiment", "cancel", "--config", cfg], true);
     assert!(
         cancelled.contains(&format!("{} job(s) cancelled", plan.len())),
@@ -393,7 +415,14 @@ fn cancel_stops_every_job_and_a_failed_stage_keeps_its_dependents_from_starting(
     std::fs::write(data.join("trajectories.jsonl"), "not an episode\n").unwrap();
 
     let failed = run(
-        &["experiment", "--config", cfg, "--executor", "slurm", "--wait"],
+        &[
+            "experiment",
+            "--config",
+            cfg,
+            "--executor",
+            "slurm",
+            "--wait",
+        ],
         false,
     );
     let tokenizer = &records(&out)["tokenizer"];
@@ -408,9 +437,11 @@ fn cancel_stops_every_job_and_a_failed_stage_keeps_its_dependents_from_starting(
             .contains("trajectories.jsonl"),
         "the log says what went wrong"
     );
-    wait_until("the dependents' cancellation", Duration::from_secs(120), || {
-        live(&status(&config)) == 0
-    });
+    wait_until(
+        "the dependents' cancellation",
+        Duration::from_secs(120),
+        || live(&status(&config)) == 0,
+    );
     let table = run(&["experiment", "status", "--config", cfg], true);
     assert!(table.contains(log), "{table}");
     let statuses = status(&config);
@@ -426,10 +457,19 @@ fn cancel_stops_every_job_and_a_failed_stage_keeps_its_dependents_from_starting(
             continue;
         }
         // Never started: cancelled by Slurm, no log, no stage directory.
-        assert!(state.starts_with("cancelled (a dependency failed)"), "{id}: {state}");
+        assert!(
+            state.starts_with("cancelled (a dependency failed)"),
+            "{id}: {state}"
+        );
         let record = &records(&out)[id];
-        assert!(!Path::new(record["log"].as_str().unwrap()).exists(), "{id} wrote a log");
-        assert!(!Path::new(record["dir"].as_str().unwrap()).exists(), "{id} ran");
+        assert!(
+            !Path::new(record["log"].as_str().unwrap()).exists(),
+            "{id} wrote a log"
+        );
+        assert!(
+            !Path::new(record["dir"].as_str().unwrap()).exists(),
+            "{id} ran"
+        );
         let job = &comp[&record["job_id"].as_u64().unwrap()];
         assert_eq!(job["JobState"], "CANCELLED", "{id}");
         assert_eq!(job["NodeCnt"], "0", "{id} never ran on a node");
