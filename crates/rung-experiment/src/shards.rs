@@ -244,7 +244,7 @@ mod tests {
         let sizes: Vec<usize> = shards.iter().map(Vec::len).collect();
         assert_eq!(sizes, [3, 2, 2]);
         assert_eq!(shards.concat(), tasks, "in order, nothing lost or repeated");
-        assert_eq!(split_tasks(&tasks, 1), [tasks.clone()]);
+        assert_eq!(split_tasks(&tasks, 1), std::slice::from_ref(&tasks));
         let many = split_tasks(&ids(2), 4);
         assert_eq!(many.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 0, 0]);
     }
