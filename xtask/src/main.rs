@@ -75,6 +75,9 @@ struct ExperimentTask {
     /// `backend`.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu", "cuda"])]
     backend: String,
+    /// Where stages run: local (this process) or slurm (one sbatch job per stage).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    executor: String,
     /// Further arguments for `rung experiment` (e.g. `--force eval`, `--dry-run`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<OsString>,
@@ -176,6 +179,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command
                 .args(["--", "experiment", "--config"])
                 .arg(&config)
+                .args(["--executor", &task.executor])
                 .args(task.args);
             cargo(command, "running the experiment")
         }
