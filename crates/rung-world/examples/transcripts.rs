@@ -10,7 +10,7 @@ fn main() {
     let suite = Suite::generate(SuiteOptions::default());
     for task in suite.split(Split::Train) {
         let cells = task.gold_cells();
-        let gold = replay(&suite, task, &cells, Limits::default());
+        let gold = replay(&suite, task, &cells, Limits::default().in_thread());
         let steps: Vec<_> = cells
             .iter()
             .zip(&gold.outputs)
