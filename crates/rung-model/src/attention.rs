@@ -118,7 +118,7 @@ pub const ATTENTION_CHUNK: usize = 64;
 ///
 /// The query heads of each kv head are grouped along the sequence axis so that one batched
 /// matmul serves the whole group without materialising repeated keys and values.
-fn attend(
+pub(crate) fn attend(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,

@@ -106,6 +106,10 @@ pub enum ModelError {
     /// Reading a tensor back from the device failed.
     #[error("reading a tensor from the device failed: {0}")]
     TensorRead(String),
+
+    /// The batching engine is gone (its thread stopped or panicked) or failed a whole step.
+    #[error("inference engine: {0}")]
+    Engine(String),
 }
 
 /// Result alias used across the crate.

@@ -131,35 +131,8 @@ pub fn generate(
     options: &GenerateOptions,
     detokenize: Option<Detokenize<'_>>,
 ) -> Result<Generation> {
-    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        return Err(ModelError::InvalidInput(
-            "generation needs at least one prompt and no empty prompt".into(),
-        ));
-    }
-    if !options.stop_strings.is_empty() && detokenize.is_none() {
-        return Err(ModelError::InvalidInput(
-            "stop strings need a detokenizer".into(),
-        ));
-    }
-    if let Sampling::Sample {
-        temperature, top_p, ..
-    } = options.sampling
-        && (temperature.is_nan()
-            || temperature <= 0.0
-            || top_p.is_nan()
-            || top_p <= 0.0
-            || top_p > 1.0)
-    {
-        return Err(ModelError::InvalidInput(format!(
-            "temperature must be > 0 and top_p in (0, 1], got {temperature} and {top_p}"
-        )));
-    }
+    check_request(model, prompts, options, detokenize.is_some())?;
     let vocab = model.config().vocab_size;
-    if let Some(bad) = prompts.iter().flatten().find(|&&t| t as usize >= vocab) {
-        return Err(ModelError::InvalidInput(format!(
-            "token id {bad} is outside the vocabulary of {vocab}"
-        )));
-    }
 
     let batch = prompts.len();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -287,7 +260,7 @@ pub fn generate(
 }
 
 /// Run `ids` through the model with the cache and return the last slot's logits, `[batch · V]`.
-fn last_logits(
+pub(crate) fn last_logits(
     model: &CausalLm,
     ids: Vec<i64>,
     shape: [usize; 2],
@@ -311,8 +284,49 @@ fn last_logits(
     Ok(values)
 }
 
+/// The checks of [`generate`] on its inputs, shared with the batching engine so that both refuse
+/// the same requests with the same errors.
+pub(crate) fn check_request(
+    model: &CausalLm,
+    prompts: &[Vec<u32>],
+    options: &GenerateOptions,
+    has_detokenizer: bool,
+) -> Result<()> {
+    if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
+        return Err(ModelError::InvalidInput(
+            "generation needs at least one prompt and no empty prompt".into(),
+        ));
+    }
+    if !options.stop_strings.is_empty() && !has_detokenizer {
+        return Err(ModelError::InvalidInput(
+            "stop strings need a detokenizer".into(),
+        ));
+    }
+    if let Sampling::Sample {
+        temperature, top_p, ..
+    } = options.sampling
+        && (temperature.is_nan()
+            || temperature <= 0.0
+            || top_p.is_nan()
+            || top_p <= 0.0
+            || top_p > 1.0)
+    {
+        return Err(ModelError::InvalidInput(format!(
+            "temperature must be > 0 and top_p in (0, 1], got {temperature} and {top_p}"
+        )));
+    }
+    let vocab = model.config().vocab_size;
+    if let Some(bad) = prompts.iter().flatten().find(|&&t| t as usize >= vocab) {
+        return Err(ModelError::InvalidInput(format!(
+            "token id {bad} is outside the vocabulary of {vocab}"
+        )));
+    }
+
+    Ok(())
+}
+
 /// Pick a token from one row of logits.
-fn choose(logits: &[f32], sampling: Sampling, rng: &mut ChaCha8Rng) -> u32 {
+pub(crate) fn choose(logits: &[f32], sampling: Sampling, rng: &mut ChaCha8Rng) -> u32 {
     match sampling {
         Sampling::Greedy => argmax(logits),
         Sampling::Sample {
@@ -378,14 +392,14 @@ pub fn sample_top_p(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32
 }
 
 /// The FLOPs formula of the module documentation, for one model.
-struct FlopCounter {
+pub(crate) struct FlopCounter {
     per_token: u64,
     per_query_key: u64,
     per_logits_row: u64,
 }
 
 impl FlopCounter {
-    fn new(model: &CausalLm) -> Self {
+    pub(crate) fn new(model: &CausalLm) -> Self {
         let c = model.config();
         let head = (c.vocab_size * c.hidden_size) as u64;
         let mut per_token = 2 * (c.matmul_params() as u64 - head);
@@ -407,12 +421,12 @@ impl FlopCounter {
     }
 
     /// `tokens` decoder tokens each scored against `keys` key slots.
-    fn forward(&self, tokens: usize, keys: usize) -> u64 {
+    pub(crate) fn forward(&self, tokens: usize, keys: usize) -> u64 {
         tokens as u64 * (self.per_token + self.per_query_key * keys as u64)
     }
 
     /// `rows` logits rows.
-    fn head(&self, rows: usize) -> u64 {
+    pub(crate) fn head(&self, rows: usize) -> u64 {
         rows as u64 * self.per_logits_row
     }
 }

@@ -9,6 +9,7 @@
 //! - [`lora`], [`peft`] and [`adapters`]: LoRA adapters, PEFT interop, named adapters over one
 //!   base.
 //! - [`generate`](mod@generate): batched, KV-cached sampling with a FLOPs estimate.
+//! - [`engine`]: a continuous-batching thread per model that merges many callers' requests.
 //! - [`tokenizer`] and [`chat`]: tokenizers and ChatML rendering.
 
 pub mod adapters;
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod engine;
 pub mod error;
 pub mod generate;
 pub mod hf;
@@ -34,6 +36,7 @@ pub use cache::KvCache;
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use config::{Family, ModelConfig, PRESET_NAMES, RopeScaling};
 pub use device::{autodiff_device, default_device, inference_device};
+pub use engine::{Engine, EngineOptions, EngineStats, Pending, SharedDetokenize};
 pub use error::{ModelError, Result};
 pub use generate::{FinishReason, GenerateOptions, Generation, Sampling, SequenceOutput, generate};
 pub use hf::{ModelFiles, ModelSource, load_hf_model, save_hf_model};

@@ -332,6 +332,12 @@ impl CausalLm {
         )
     }
 
+    /// The rotary embedding, for forward passes assembled outside this module (the batching
+    /// engine's decode step).
+    pub(crate) fn rope(&self) -> &RotaryEmbedding {
+        &self.rope
+    }
+
     /// The attached adapter, if any.
     pub fn adapter(&self) -> Option<&LoraAdapter> {
         self.adapter.as_ref()

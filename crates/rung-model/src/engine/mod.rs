@@ -1,0 +1,360 @@
+//! A continuous-batching inference engine: one thread per model that merges the generation
+//! requests of many callers into batched decode steps.
+//!
+//! Callers on any thread submit a prompt with its [`GenerateOptions`] and block until their
+//! answer is ready ([`Engine::generate`]) or collect it later ([`Engine::submit`]). The engine
+//! thread loops:
+//!
+//! 1. take every pending request (blocking only while nothing is running) and prefill it,
+//!    up to [`EngineOptions::max_batch`] running sequences — new sequences *join* between decode
+//!    steps, as in vLLM's continuous batching, instead of waiting for a batch to drain;
+//! 2. run one decode step for all running sequences together ([`step`]): one token per row,
+//!    each row against its own KV cache;
+//! 3. answer and drop the sequences that stopped (stop token, stop string or token cap): they
+//!    *leave* the batch at once and their caller resumes.
+//!
+//! The engine knows nothing of agents or environments: it serves token ids.
+//!
+//! # Same answers as `generate`
+//!
+//! A request's answer is exactly `generate(model, &[prompt], options, detokenize)` — the same
+//! ids, text, counts, finish reason and FLOPs (the FLOPs a batch of one would cost, so cost
+//! accounting does not depend on what else was running), bit for bit, for greedy and for seeded
+//! sampling (a request draws from the stream `generate` gives its row 0). Prefill is
+//! `generate`'s own batch-of-one forward; the decode step batches only row-wise work and keeps
+//! attention per row ([`step`] explains why). The tests of this module compare engine and
+//! `generate` outputs for prompts of different lengths joining at different times.
+//!
+//! # Threads and devices
+//!
+//! The model should live on a device without autodiff ([`crate::inference_device`]): nothing is
+//! recorded, and the flex backend runs its fused inference kernels. Only sampling reads logits
+//! back to the host, once per step for the whole batch.
+
+mod sequence;
+mod step;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+pub use sequence::SharedDetokenize;
+use sequence::{Reply, Sequence};
+
+use crate::cache::KvCache;
+use crate::error::{ModelError, Result};
+use crate::generate::{FlopCounter, GenerateOptions, Generation, check_request, last_logits};
+use crate::input::AttentionMask;
+use crate::model::CausalLm;
+
+/// Settings of an [`Engine`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Most sequences decoded together; further requests wait for a sequence to leave. Bounds
+    /// the memory of the KV caches (each sequence holds its own).
+    pub max_batch: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { max_batch: 64 }
+    }
+}
+
+/// Counters of an engine's work since it started (for benchmarks and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    /// Requests answered (errors included).
+    pub requests: u64,
+    /// Decode steps run.
+    pub decode_steps: u64,
+    /// Rows over all decode steps (`decoded_rows / decode_steps` is the mean batch).
+    pub decoded_rows: u64,
+    /// Largest batch of one decode step.
+    pub max_batch: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: AtomicU64,
+    decode_steps: AtomicU64,
+    decoded_rows: AtomicU64,
+    max_batch: AtomicU64,
+}
+
+/// One submitted request.
+struct Job {
+    prompt: Vec<u32>,
+    options: GenerateOptions,
+    detokenize: Option<SharedDetokenize>,
+    reply: Reply,
+}
+
+/// A request in flight; [`Pending::wait`] blocks until its answer is ready.
+#[derive(Debug)]
+pub struct Pending {
+    answer: Receiver<Result<Generation>>,
+}
+
+impl Pending {
+    /// The answer: as [`crate::generate()`] would give it for this one prompt.
+    pub fn wait(self) -> Result<Generation> {
+        self.answer.recv().unwrap_or_else(|RecvError| {
+            Err(ModelError::Engine(
+                "the engine stopped before answering (its thread panicked)".into(),
+            ))
+        })
+    }
+}
+
+/// A model served by a batching thread (see the module documentation). `Send + Sync`: share it
+/// between the threads that generate with the model.
+pub struct Engine {
+    sender: Mutex<Option<Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+    vocab_size: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Start the engine thread for `model` (shared, not copied: burn parameters are reference
+    /// counted).
+    pub fn start(model: CausalLm, options: EngineOptions) -> Result<Self> {
+        if options.max_batch == 0 {
+            return Err(ModelError::InvalidInput(
+                "an engine needs a max_batch of at least 1".into(),
+            ));
+        }
+        let vocab_size = model.config().vocab_size;
+        let (sender, receiver) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("rung-engine".into())
+            .spawn(move || serve(&model, options, &receiver, &thread_counters))
+            .map_err(|e| ModelError::Engine(format!("cannot start the engine thread: {e}")))?;
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            thread: Mutex::new(Some(thread)),
+            counters,
+            vocab_size,
+        })
+    }
+
+    /// Queue a continuation of `prompt`; the answer comes through the returned [`Pending`].
+    pub fn submit(
+        &self,
+        prompt: Vec<u32>,
+        options: GenerateOptions,
+        detokenize: Option<SharedDetokenize>,
+    ) -> Result<Pending> {
+        let (reply, answer) = mpsc::channel();
+        let job = Job {
+            prompt,
+            options,
+            detokenize,
+            reply,
+        };
+        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = sender.as_ref().map(|s| s.send(job));
+        match sent {
+            Some(Ok(())) => Ok(Pending { answer }),
+            _ => Err(ModelError::Engine("the engine has stopped".into())),
+        }
+    }
+
+    /// Continue `prompt` and wait for the answer: the batched equivalent of
+    /// `generate(model, &[prompt], options, detokenize)`.
+    pub fn generate(
+        &self,
+        prompt: Vec<u32>,
+        options: &GenerateOptions,
+        detokenize: Option<SharedDetokenize>,
+    ) -> Result<Generation> {
+        self.submit(prompt, options.clone(), detokenize)?.wait()
+    }
+
+    /// The work done so far.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.counters;
+        EngineStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            decode_steps: c.decode_steps.load(Ordering::Relaxed),
+            decoded_rows: c.decoded_rows.load(Ordering::Relaxed),
+            max_batch: c.max_batch.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The vocabulary size of the served model.
+    pub fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+}
+
+impl Drop for Engine {
+    /// Stop accepting requests, let the running ones finish, and join the thread.
+    fn drop(&mut self) {
+        self.sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The engine thread: admit, step, answer, until every sender is gone and nothing runs.
+fn serve(
+    model: &CausalLm,
+    options: EngineOptions,
+    receiver: &Receiver<Job>,
+    counters: &Counters,
+) {
+    let flops = FlopCounter::new(model);
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut running: Vec<Sequence> = Vec::new();
+    let mut open = true;
+    loop {
+        if open && running.is_empty() && queue.is_empty() {
+            match receiver.recv() {
+                Ok(job) => queue.push_back(job),
+                Err(RecvError) => open = false,
+            }
+        }
+        while open {
+            match receiver.try_recv() {
+                Ok(job) => queue.push_back(job),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        while running.len() < options.max_batch
+            && let Some(job) = queue.pop_front()
+        {
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            match prefill(model, &flops, job) {
+                Ok(Some(sequence)) => running.push(sequence),
+                Ok(None) => {}
+                Err((error, reply)) => {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+        if running.is_empty() {
+            if !open && queue.is_empty() {
+                return;
+            }
+            continue;
+        }
+        decode(model, &flops, &mut running, counters);
+    }
+}
+
+/// Prefill `job` alone (exactly `generate`'s prefill of a batch of one) and choose its first
+/// token. Returns the sequence if it goes on, `None` if it was answered already.
+fn prefill(
+    model: &CausalLm,
+    flops: &FlopCounter,
+    job: Job,
+) -> std::result::Result<Option<Sequence>, (ModelError, Reply)> {
+    let Job {
+        prompt,
+        options,
+        detokenize,
+        reply,
+    } = job;
+    let prompts = [prompt];
+    if let Err(error) = check_request(model, &prompts, &options, detokenize.is_some()) {
+        return Err((error, reply));
+    }
+    let [prompt] = prompts;
+    let len = prompt.len();
+    let mut cache = KvCache::new(model.config().num_hidden_layers);
+    let ids: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
+    let logits = match AttentionMask::left_padded(&[len], len)
+        .and_then(|mask| last_logits(model, ids, [1, len], mask, &mut cache))
+    {
+        Ok(logits) => logits,
+        Err(error) => return Err((error, reply)),
+    };
+    let mut sequence = Sequence::new(len, options, detokenize, reply);
+    sequence.flops = flops.forward(len, len) + flops.head(1);
+    sequence.cached = cache.len();
+    sequence.next_position = cache.next_positions()[0];
+    sequence.caches = cache.layers;
+    if sequence.is_done() {
+        // No token to generate at all.
+        sequence.finish();
+        return Ok(None);
+    }
+    sequence.accept(&logits);
+    if sequence.is_done() {
+        sequence.finish();
+        return Ok(None);
+    }
+    Ok(Some(sequence))
+}
+
+/// One decode step of every running sequence; the ones that stop are answered and removed.
+fn decode(
+    model: &CausalLm,
+    flops: &FlopCounter,
+    running: &mut Vec<Sequence>,
+    counters: &Counters,
+) {
+    let batch = running.len();
+    counters.decode_steps.fetch_add(1, Ordering::Relaxed);
+    counters
+        .decoded_rows
+        .fetch_add(batch as u64, Ordering::Relaxed);
+    counters
+        .max_batch
+        .fetch_max(batch as u64, Ordering::Relaxed);
+    for sequence in running.iter_mut() {
+        sequence.flops += flops.forward(1, sequence.cached + 1) + flops.head(1);
+    }
+    let mut rows: Vec<&mut Sequence> = running.iter_mut().collect();
+    let logits = match step::decode_step(model, &mut rows) {
+        Ok(logits) => logits,
+        Err(error) => {
+            // A failed step leaves every cache in an unknown state: fail all its rows.
+            let message = error.to_string();
+            for sequence in running.drain(..) {
+                sequence.fail(ModelError::Engine(format!("a decode step failed: {message}")));
+            }
+            return;
+        }
+    };
+    let vocab = logits.len() / batch;
+    for (row, sequence) in running.iter_mut().enumerate() {
+        sequence.accept(&logits[row * vocab..(row + 1) * vocab]);
+    }
+    let mut kept = Vec::with_capacity(batch);
+    for sequence in running.drain(..) {
+        if sequence.is_done() {
+            sequence.finish();
+        } else {
+            kept.push(sequence);
+        }
+    }
+    *running = kept;
+}
+
+#[cfg(test)]
+mod tests;

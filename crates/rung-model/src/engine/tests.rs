@@ -1,0 +1,220 @@
+//! Parity of the engine with `generate`: every answer must equal the one-prompt `generate` call
+//! bit for bit, however the requests overlap in the batch.
+
+use std::sync::Arc;
+
+use burn::tensor::Device;
+
+use super::*;
+use crate::config::ModelConfig;
+use crate::generate::{FinishReason, Sampling, generate};
+use crate::lora::{LoraAdapter, LoraConfig, LoraInit};
+
+/// An untrained tiny model, its lazy parameters materialised (so the engine thread and the
+/// test see the same weights). Untrained logits are nearly tied: the strictest test of
+/// bit-identical arithmetic, since any last-bit difference flips some greedy choice.
+fn model() -> CausalLm {
+    let config = ModelConfig::preset("tiny").unwrap();
+    let model = CausalLm::new(&config, &Device::flex()).unwrap();
+    let options = GenerateOptions {
+        max_new_tokens: 1,
+        ..GenerateOptions::default()
+    };
+    generate(&model, &[vec![1]], &options, None).unwrap();
+    model
+}
+
+/// A deterministic prompt of `len` ids.
+fn prompt(len: usize, salt: u32) -> Vec<u32> {
+    (0..len as u32)
+        .map(|i| i.wrapping_mul(2_654_435_761).wrapping_add(salt * 97) % 4000 + 3)
+        .collect()
+}
+
+fn options(max_new_tokens: usize, sampling: Sampling) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens,
+        sampling,
+        ..GenerateOptions::default()
+    }
+}
+
+/// Reference answers, one `generate` call per prompt.
+fn reference(model: &CausalLm, jobs: &[(Vec<u32>, GenerateOptions)]) -> Vec<Generation> {
+    jobs.iter()
+        .map(|(p, o)| generate(model, std::slice::from_ref(p), o, None).unwrap())
+        .collect()
+}
+
+/// Prompts of very different lengths (one longer than an attention chunk), different caps, and
+/// requests that join while others are being decoded.
+fn staggered(sampling: impl Fn(u64) -> Sampling) -> Vec<(Vec<u32>, GenerateOptions)> {
+    [
+        (9, 40),
+        (1, 3),
+        (70, 25),
+        (23, 1),
+        (5, 33),
+        (41, 12),
+        (2, 18),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, &(len, new))| (prompt(len, i as u32), options(new, sampling(i as u64))))
+    .collect()
+}
+
+/// Submit the first jobs at once, then each further job after one earlier answer arrived, so
+/// that sequences join a running batch and leave it at different steps.
+fn run_staggered(engine: &Engine, jobs: &[(Vec<u32>, GenerateOptions)]) -> Vec<Generation> {
+    let mut pending: Vec<Option<Pending>> = Vec::new();
+    let mut answers: Vec<Option<Generation>> = vec![None; jobs.len()];
+    for (i, (p, o)) in jobs.iter().enumerate() {
+        if i >= 3 {
+            // Wait for the shortest pending request, then join.
+            let j = (0..pending.len())
+                .filter(|&j| pending[j].is_some())
+                .min_by_key(|&j| jobs[j].1.max_new_tokens)
+                .unwrap();
+            answers[j] = Some(pending[j].take().unwrap().wait().unwrap());
+        }
+        pending.push(Some(engine.submit(p.clone(), o.clone(), None).unwrap()));
+    }
+    for (j, p) in pending.into_iter().enumerate() {
+        if let Some(p) = p {
+            answers[j] = Some(p.wait().unwrap());
+        }
+    }
+    answers.into_iter().map(Option::unwrap).collect()
+}
+
+#[test]
+fn greedy_answers_equal_generate() {
+    let model = model();
+    let jobs = staggered(|_| Sampling::Greedy);
+    let want = reference(&model, &jobs);
+    let engine = Engine::start(model, EngineOptions::default()).unwrap();
+    let got = run_staggered(&engine, &jobs);
+    assert_eq!(got, want);
+    let stats = engine.stats();
+    assert_eq!(stats.requests, jobs.len() as u64);
+    assert!(stats.max_batch >= 2, "{stats:?}");
+    // Prefill chooses the first token, each decode step one more per row.
+    let decoded: usize = want.iter().map(|g| g.generated_tokens - 1).sum();
+    assert_eq!(stats.decoded_rows, decoded as u64);
+    assert!(stats.decode_steps < stats.decoded_rows, "{stats:?}");
+}
+
+#[test]
+fn seeded_sampling_answers_equal_generate() {
+    let model = model();
+    let jobs = staggered(|i| Sampling::Sample {
+        temperature: 0.8,
+        top_p: 0.9,
+        seed: 1000 + i,
+    });
+    let want = reference(&model, &jobs);
+    // Different seeds do sample different text (the test would be vacuous otherwise).
+    assert_ne!(want[0].sequences[0].ids, want[4].sequences[0].ids);
+    let engine = Engine::start(model, EngineOptions::default()).unwrap();
+    assert_eq!(run_staggered(&engine, &jobs), want);
+}
+
+#[test]
+fn many_threads_and_a_small_batch_limit_give_the_same_answers() {
+    let model = model();
+    let jobs: Vec<(Vec<u32>, GenerateOptions)> = (0..10)
+        .map(|i| (prompt(3 + 7 * i, i as u32), options(4 + 3 * i, Sampling::Greedy)))
+        .collect();
+    let want = reference(&model, &jobs);
+    let engine = Arc::new(Engine::start(model, EngineOptions { max_batch: 3 }).unwrap());
+    let got: Vec<Generation> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(p, o)| {
+                let engine = Arc::clone(&engine);
+                scope.spawn(move || engine.generate(p.clone(), o, None).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got, want);
+    assert!(engine.stats().max_batch <= 3);
+}
+
+#[test]
+fn stop_tokens_and_stop_strings_end_sequences_as_generate_does() {
+    let model = model();
+    let free = generate(&model, &[prompt(12, 5)], &options(20, Sampling::Greedy), None).unwrap();
+    let ids = &free.sequences[0].ids;
+    // Stop at the token produced fifth; render ids as text to stop on the seventh.
+    let stop_token = GenerateOptions {
+        stop_token_ids: vec![ids[4]],
+        ..options(20, Sampling::Greedy)
+    };
+    let detok: SharedDetokenize = Arc::new(|ids: &[u32]| {
+        ids.iter().map(|i| format!("<{i}>")).collect::<String>()
+    });
+    let stop_string = GenerateOptions {
+        stop_strings: vec![format!("<{}>", ids[6])],
+        ..options(20, Sampling::Greedy)
+    };
+    let engine = Engine::start(model.clone(), EngineOptions::default()).unwrap();
+    let a = engine.submit(prompt(12, 5), stop_token.clone(), None).unwrap();
+    let b = engine
+        .submit(prompt(12, 5), stop_string.clone(), Some(Arc::clone(&detok)))
+        .unwrap();
+    let (a, b) = (a.wait().unwrap(), b.wait().unwrap());
+    let want_a = generate(&model, &[prompt(12, 5)], &stop_token, None).unwrap();
+    let want_b = generate(&model, &[prompt(12, 5)], &stop_string, Some(&*detok)).unwrap();
+    assert_eq!(a, want_a);
+    assert_eq!(b, want_b);
+    assert!(matches!(
+        a.sequences[0].finish_reason,
+        FinishReason::StopToken(_)
+    ));
+    assert!(matches!(
+        b.sequences[0].finish_reason,
+        FinishReason::StopString(_)
+    ));
+}
+
+#[test]
+fn an_adapted_model_answers_as_generate_does() {
+    let base = model();
+    let config = ModelConfig::preset("tiny").unwrap();
+    let adapter = LoraAdapter::new(
+        "role",
+        LoraConfig::default(),
+        &config,
+        LoraInit::RandomB { bound: 0.05 },
+        7,
+        &Device::flex(),
+    )
+    .unwrap();
+    let model = base.with_adapter(adapter).unwrap();
+    let jobs = staggered(|_| Sampling::Greedy);
+    let want = reference(&model, &jobs);
+    let engine = Engine::start(model, EngineOptions::default()).unwrap();
+    assert_eq!(run_staggered(&engine, &jobs), want);
+}
+
+#[test]
+fn bad_requests_get_the_errors_of_generate_and_the_engine_goes_on() {
+    let engine = Engine::start(model(), EngineOptions::default()).unwrap();
+    let empty = engine.generate(Vec::new(), &options(3, Sampling::Greedy), None);
+    assert!(matches!(empty, Err(ModelError::InvalidInput(_))), "{empty:?}");
+    let outside = engine.generate(vec![5, 99_999], &options(3, Sampling::Greedy), None);
+    assert!(matches!(outside, Err(ModelError::InvalidInput(_))), "{outside:?}");
+    let stop_strings = GenerateOptions {
+        stop_strings: vec!["x".into()],
+        ..options(3, Sampling::Greedy)
+    };
+    let no_detok = engine.generate(vec![5], &stop_strings, None);
+    assert!(matches!(no_detok, Err(ModelError::InvalidInput(_))));
+    let ok = engine
+        .generate(vec![5, 6], &options(3, Sampling::Greedy), None)
+        .unwrap();
+    assert_eq!(ok.generated_tokens, 3);
+    assert!(Engine::start(model(), EngineOptions { max_batch: 0 }).is_err());
+}
