@@ -38,6 +38,8 @@ pub use harness::{
     Backend, DataGenOptions, DataGenReport, EvalOptions, EvalReport, JudgedEpisode, evaluate,
     evaluate_episodes, generate_expert_data, replay_episode, run_split, task_list,
 };
-pub use model_policy::{Decoding, ModelPolicy, ModelPolicyOptions, ModelSpec, load_role_policies};
+pub use model_policy::{
+    Batching, Decoding, ModelPolicy, ModelPolicyOptions, ModelSpec, load_role_policies,
+};
 pub use policy::{Completion, EpisodeContext, Policy, PolicyError};
 pub use system::System;

@@ -25,13 +25,17 @@
 //! [`rung_model::AdapterBank`], costing only the adapter's memory. Roles may also name
 //! different models.
 //!
-//! # Threads
+//! # Threads and batching
 //!
 //! A policy is `Send + Sync` without a lock: a [`CausalLm`]'s parameters are immutable after
-//! loading and generation keeps its KV cache per call, so the harness's worker threads run
-//! their episodes' forward passes concurrently on one shared model. Each call generates one
-//! sequence (episodes are independent, so calls are not batched across threads); on the CPU
-//! backend the matrix kernels of concurrent calls share one rayon pool.
+//! loading and generation keeps its KV caches per call. By default ([`Batching`]) every call goes
+//! to a continuous-batching [`Engine`] of the policy's model (one engine thread per model; roles
+//! of one base model without adapters share it): the calls of all episodes in flight are merged
+//! into batched decode steps, and [`crate::Policy::max_concurrent_episodes`] asks the harness to
+//! keep enough episodes running to fill the batches. The answers are exactly those of
+//! one-at-a-time generation — same text, token counts and FLOPs — so batching changes the speed
+//! of an evaluation, never its trajectories. Without batching each call generates its one
+//! sequence on the calling thread.
 //!
 //! # Reproducibility
 //!
@@ -47,8 +51,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rung_model::checkpoint::RECORD_FILE;
 use rung_model::tokenizer::Tokenizer;
 use rung_model::{
-    AdapterBank, CausalLm, GenerateOptions, ModelSource, Sampling, chat, load_checkpoint,
-    load_hf_model, load_peft_adapter,
+    AdapterBank, CausalLm, Engine, EngineOptions, EngineStats, GenerateOptions, ModelSource,
+    Sampling, chat, load_checkpoint, load_hf_model, load_peft_adapter,
 };
 use rung_trajectory::{ChatRole, Message, Role};
 
@@ -76,8 +80,30 @@ pub enum Decoding {
     },
 }
 
+/// Batched inference of a model policy: its calls go to a continuous-batching
+/// [`Engine`] of its model, which merges the pending calls of all episodes into one forward
+/// pass, and the harness runs many episodes at once to keep the batch full. Answers are those of
+/// one-at-a-time generation, bit for bit (see [`rung_model::engine`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Episodes the harness keeps in flight (each blocks on its model calls, so many more than
+    /// there are cores; the world's work runs on their threads meanwhile).
+    pub max_concurrent_episodes: usize,
+    /// Most sequences one decode step of the engine holds.
+    pub max_batch: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max_concurrent_episodes: 32,
+            max_batch: 32,
+        }
+    }
+}
+
 /// Settings of a model policy.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelPolicyOptions {
     /// Token choice.
     pub decoding: Decoding,
@@ -89,6 +115,20 @@ pub struct ModelPolicyOptions {
     /// instead of running the model past its context. `None` takes the model's
     /// `max_position_embeddings`.
     pub max_context: Option<usize>,
+    /// Batched inference (the default); `None` generates each call on the calling thread, one
+    /// sequence at a time.
+    pub batching: Option<Batching>,
+}
+
+impl Default for ModelPolicyOptions {
+    fn default() -> Self {
+        Self {
+            decoding: Decoding::default(),
+            max_new_tokens: None,
+            max_context: None,
+            batching: Some(Batching::default()),
+        }
+    }
 }
 
 /// Converts a role's conversation into `rung-model`'s chat messages, keeping each message's
@@ -118,6 +158,8 @@ struct Shared {
     pad_token_id: u32,
     options: ModelPolicyOptions,
     max_context: usize,
+    /// The batching engine serving `model`, when batching.
+    engine: Option<Arc<Engine>>,
 }
 
 /// Per-episode state: the cap and the seeded stream of sampling.
@@ -174,7 +216,18 @@ impl ModelPolicy {
         tokenizer: Arc<Tokenizer>,
         options: ModelPolicyOptions,
     ) -> Result<Self, AgentError> {
-        let name = name.into();
+        Self::build(name.into(), model, tokenizer, options, None)
+    }
+
+    /// [`ModelPolicy::new`], batching through `engine` (an engine of this very model, shared
+    /// with other roles) instead of starting one, when given and batching is on.
+    fn build(
+        name: String,
+        model: CausalLm,
+        tokenizer: Arc<Tokenizer>,
+        options: ModelPolicyOptions,
+        engine: Option<Arc<Engine>>,
+    ) -> Result<Self, AgentError> {
         let setup = |message: String| AgentError::Setup(format!("model `{name}`: {message}"));
         let chat_tokens = tokenizer
             .chat_tokens()
@@ -198,6 +251,14 @@ impl ModelPolicy {
         if options.max_new_tokens == Some(0) {
             return Err(setup("max_new_tokens must be at least 1".into()));
         }
+        if let Some(batching) = options.batching
+            && (batching.max_batch == 0 || batching.max_concurrent_episodes == 0)
+        {
+            return Err(setup(format!(
+                "batching needs max_batch and max_concurrent_episodes of at least 1, got {} and {}",
+                batching.max_batch, batching.max_concurrent_episodes
+            )));
+        }
         let mut stop_token_ids = vec![chat_tokens.im_end, chat_tokens.endoftext];
         for &id in &config.eos_token_ids {
             if !stop_token_ids.contains(&id) {
@@ -214,6 +275,16 @@ impl ModelPolicy {
         };
         rung_model::generate(&model, &[vec![chat_tokens.im_start]], &probe, None)
             .map_err(|e| setup(format!("a first forward pass failed: {e}")))?;
+        // Started after the probe, so the engine thread sees the materialised weights.
+        let engine = match (options.batching, engine) {
+            (None, _) => None,
+            (Some(_), Some(engine)) => Some(engine),
+            (Some(batching), None) => {
+                Some(Arc::new(start_engine(&model, batching).map_err(|e| {
+                    setup(format!("starting its inference engine failed: {e}"))
+                })?))
+            }
+        };
         Ok(Self {
             shared: Arc::new(Shared {
                 name,
@@ -223,6 +294,7 @@ impl ModelPolicy {
                 pad_token_id: chat_tokens.endoftext,
                 options,
                 max_context,
+                engine,
             }),
             episode: None,
         })
@@ -236,6 +308,12 @@ impl ModelPolicy {
     /// Its tokenizer.
     pub fn tokenizer(&self) -> &Arc<Tokenizer> {
         &self.shared.tokenizer
+    }
+
+    /// The work of its batching engine so far (`None` without batching); the engine may be
+    /// shared with other roles of the same model.
+    pub fn engine_stats(&self) -> Option<EngineStats> {
+        self.shared.engine.as_ref().map(|e| e.stats())
     }
 
     /// Its settings.
@@ -310,8 +388,11 @@ impl Policy for ModelPolicy {
             stop_strings: Vec::new(),
             pad_token_id: shared.pad_token_id,
         };
-        let generation = rung_model::generate(&shared.model, &[prompt.ids], &options, None)
-            .map_err(|e| PolicyError::Generation(e.to_string()))?;
+        let generation = match &shared.engine {
+            Some(engine) => engine.generate(prompt.ids, &options, None),
+            None => rung_model::generate(&shared.model, &[prompt.ids], &options, None),
+        }
+        .map_err(|e| PolicyError::Generation(e.to_string()))?;
         let Some(sequence) = generation.sequences.first() else {
             return Err(PolicyError::Generation(
                 "generation returned no sequence".into(),
@@ -331,6 +412,13 @@ impl Policy for ModelPolicy {
         ))
     }
 
+    fn max_concurrent_episodes(&self) -> Option<usize> {
+        self.shared
+            .options
+            .batching
+            .map(|b| b.max_concurrent_episodes)
+    }
+
     fn start_episode(
         &self,
         context: &EpisodeContext<'_>,
@@ -345,6 +433,16 @@ impl Policy for ModelPolicy {
             }),
         })))
     }
+}
+
+/// The engine of a batching policy's model.
+fn start_engine(model: &CausalLm, batching: Batching) -> rung_model::Result<Engine> {
+    Engine::start(
+        model.clone(),
+        EngineOptions {
+            max_batch: batching.max_batch,
+        },
+    )
 }
 
 /// Where a role's model comes from.
@@ -455,6 +553,9 @@ pub fn load_role_policies(
     }
     let mut tokenizers: BTreeMap<PathBuf, Arc<Tokenizer>> = BTreeMap::new();
     let mut policies: BTreeMap<Role, Arc<dyn Policy>> = BTreeMap::new();
+    // Roles that play one base model without an adapter run the same model: one engine serves
+    // them all, so their calls share batches.
+    let mut engines: BTreeMap<&str, Arc<Engine>> = BTreeMap::new();
     for (role, spec) in specs {
         let model = match &spec.adapter {
             Some(_) => banks[spec.model.as_str()]
@@ -474,7 +575,16 @@ pub fn load_role_policies(
                 tokenizer
             }
         };
-        let policy = ModelPolicy::new(spec.name(), model, tokenizer, options)?;
+        let shared_engine = match (&spec.adapter, options.batching) {
+            (None, Some(_)) => engines.get(spec.model.as_str()).cloned(),
+            _ => None,
+        };
+        let policy = ModelPolicy::build(spec.name(), model, tokenizer, options, shared_engine)?;
+        if let (None, Some(engine)) = (&spec.adapter, &policy.shared.engine) {
+            engines
+                .entry(spec.model.as_str())
+                .or_insert_with(|| Arc::clone(engine));
+        }
         policies.insert(*role, Arc::new(policy));
     }
     Ok(policies)

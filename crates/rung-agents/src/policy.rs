@@ -110,6 +110,14 @@ pub trait Policy: Send + Sync {
     /// The next output.
     fn complete(&self, messages: &[Message]) -> Result<Completion, PolicyError>;
 
+    /// How many episodes the harness should keep in flight for this policy to be used well: a
+    /// batching model policy serves the pending calls of many episodes in one forward pass, so
+    /// it wants many more episodes running than there are cores. `None` (the default): one
+    /// episode per worker thread serves it as well as any.
+    fn max_concurrent_episodes(&self) -> Option<usize> {
+        None
+    }
+
     /// Called once per role at the start of every episode. A policy that needs per-episode
     /// state (a scripted expert needs the task's gold plan, a sampling model its seeded
     /// generator) returns a fresh policy that plays this episode; `None` means this policy

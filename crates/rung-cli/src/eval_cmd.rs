@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use rung_agents::harness::Progress;
 use rung_agents::{
-    AppCatalog, AppWorldGold, Backend, Budgets, Decoding, EvalOptions, ExpertOptions, Experts,
-    GoldSource, ModelPolicyOptions, ModelSpec, System, evaluate, load_role_policies,
+    AppCatalog, AppWorldGold, Backend, Batching, Budgets, Decoding, EvalOptions, ExpertOptions,
+    Experts, GoldSource, ModelPolicyOptions, ModelSpec, System, evaluate, load_role_policies,
 };
 use rung_env::{AppWorldClient, Environment, PoolMember, PoolOptions, ServerPool, Split};
 use rung_trajectory::{Role, SystemKind};
@@ -76,6 +76,14 @@ pub struct EvalArgs {
     /// Most tokens one model call generates, below --max-tokens-per-turn.
     #[arg(long)]
     max_new_tokens: Option<u64>,
+    /// Episodes kept in flight over the in-process world or one server, their model calls
+    /// merged into batched forward passes (continuous batching; results are those of
+    /// one-at-a-time generation). 0 generates one call at a time per worker thread instead.
+    #[arg(long, default_value_t = 32)]
+    max_concurrent_episodes: usize,
+    /// Most sequences one batched decode step holds.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    max_batch: u16,
     #[command(flatten)]
     experts_rates: ExpertArgs,
     #[command(flatten)]
@@ -496,6 +504,10 @@ impl Policies {
             decoding,
             max_new_tokens: args.max_new_tokens,
             max_context: None,
+            batching: (args.max_concurrent_episodes > 0).then_some(Batching {
+                max_concurrent_episodes: args.max_concurrent_episodes,
+                max_batch: usize::from(args.max_batch),
+            }),
         };
         Ok(Policies::Models(specs, options))
     }

@@ -174,7 +174,14 @@ fn run_tasks(
 ) -> Result<Runs, AgentError> {
     let tasks = task_list(split, options)?;
     let workers: Vec<Arc<dyn Environment>> = match &options.backend {
-        Backend::Shared(env) => vec![Arc::clone(env); options.threads.clamp(1, tasks.len())],
+        // Batching policies want more episodes in flight than there are threads: those
+        // episodes mostly wait for their model calls, which the engines batch.
+        Backend::Shared(env) => {
+            let wanted = options
+                .threads
+                .max(system.max_concurrent_episodes().unwrap_or(0));
+            vec![Arc::clone(env); wanted.clamp(1, tasks.len())]
+        }
         Backend::PerWorker(envs) if envs.is_empty() => {
             return Err(AgentError::Setup(
                 "a per-worker backend needs at least one environment".into(),

@@ -154,6 +154,15 @@ impl System {
         self.seed
     }
 
+    /// How many episodes to run at once: the largest wish of its policies (see
+    /// [`Policy::max_concurrent_episodes`]), `None` when none has one.
+    pub fn max_concurrent_episodes(&self) -> Option<usize> {
+        self.policies
+            .values()
+            .filter_map(|p| p.max_concurrent_episodes())
+            .max()
+    }
+
     /// The kind and the model of each role, as trajectories record them.
     pub fn config(&self) -> SystemConfig {
         SystemConfig {

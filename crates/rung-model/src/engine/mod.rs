@@ -220,12 +220,7 @@ impl Drop for Engine {
 }
 
 /// The engine thread: admit, step, answer, until every sender is gone and nothing runs.
-fn serve(
-    model: &CausalLm,
-    options: EngineOptions,
-    receiver: &Receiver<Job>,
-    counters: &Counters,
-) {
+fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, counters: &Counters) {
     let flops = FlopCounter::new(model);
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut running: Vec<Sequence> = Vec::new();
@@ -312,12 +307,7 @@ fn prefill(
 }
 
 /// One decode step of every running sequence; the ones that stop are answered and removed.
-fn decode(
-    model: &CausalLm,
-    flops: &FlopCounter,
-    running: &mut Vec<Sequence>,
-    counters: &Counters,
-) {
+fn decode(model: &CausalLm, flops: &FlopCounter, running: &mut Vec<Sequence>, counters: &Counters) {
     let batch = running.len();
     counters.decode_steps.fetch_add(1, Ordering::Relaxed);
     counters
@@ -336,7 +326,9 @@ fn decode(
             // A failed step leaves every cache in an unknown state: fail all its rows.
             let message = error.to_string();
             for sequence in running.drain(..) {
-                sequence.fail(ModelError::Engine(format!("a decode step failed: {message}")));
+                sequence.fail(ModelError::Engine(format!(
+                    "a decode step failed: {message}"
+                )));
             }
             return;
         }

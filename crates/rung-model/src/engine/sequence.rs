@@ -14,7 +14,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cache::LayerCache;
 use crate::error::Result;
-use crate::generate::{FinishReason, GenerateOptions, Generation, Sampling, SequenceOutput, choose};
+use crate::generate::{
+    FinishReason, GenerateOptions, Generation, Sampling, SequenceOutput, choose,
+};
 
 /// A detokenizer the engine thread can call: it turns a sequence's generated ids into text (for
 /// stop strings and [`SequenceOutput::text`]).

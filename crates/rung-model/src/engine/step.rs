@@ -105,8 +105,8 @@ fn attention(
         .iter_mut()
         .enumerate()
         .map(|(r, row)| {
-            let (k, v) = row.caches[layer]
-                .append(k.clone().narrow(0, r, 1), v.clone().narrow(0, r, 1));
+            let (k, v) =
+                row.caches[layer].append(k.clone().narrow(0, r, 1), v.clone().narrow(0, r, 1));
             attend(q.clone().narrow(0, r, 1), k, v, None, rep)
         })
         .collect();

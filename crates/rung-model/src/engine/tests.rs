@@ -124,7 +124,12 @@ fn seeded_sampling_answers_equal_generate() {
 fn many_threads_and_a_small_batch_limit_give_the_same_answers() {
     let model = model();
     let jobs: Vec<(Vec<u32>, GenerateOptions)> = (0..10)
-        .map(|i| (prompt(3 + 7 * i, i as u32), options(4 + 3 * i, Sampling::Greedy)))
+        .map(|i| {
+            (
+                prompt(3 + 7 * i, i as u32),
+                options(4 + 3 * i, Sampling::Greedy),
+            )
+        })
         .collect();
     let want = reference(&model, &jobs);
     let engine = Arc::new(Engine::start(model, EngineOptions { max_batch: 3 }).unwrap());
@@ -145,22 +150,29 @@ fn many_threads_and_a_small_batch_limit_give_the_same_answers() {
 #[test]
 fn stop_tokens_and_stop_strings_end_sequences_as_generate_does() {
     let model = model();
-    let free = generate(&model, &[prompt(12, 5)], &options(20, Sampling::Greedy), None).unwrap();
+    let free = generate(
+        &model,
+        &[prompt(12, 5)],
+        &options(20, Sampling::Greedy),
+        None,
+    )
+    .unwrap();
     let ids = &free.sequences[0].ids;
     // Stop at the token produced fifth; render ids as text to stop on the seventh.
     let stop_token = GenerateOptions {
         stop_token_ids: vec![ids[4]],
         ..options(20, Sampling::Greedy)
     };
-    let detok: SharedDetokenize = Arc::new(|ids: &[u32]| {
-        ids.iter().map(|i| format!("<{i}>")).collect::<String>()
-    });
+    let detok: SharedDetokenize =
+        Arc::new(|ids: &[u32]| ids.iter().map(|i| format!("<{i}>")).collect::<String>());
     let stop_string = GenerateOptions {
         stop_strings: vec![format!("<{}>", ids[6])],
         ..options(20, Sampling::Greedy)
     };
     let engine = Engine::start(model.clone(), EngineOptions::default()).unwrap();
-    let a = engine.submit(prompt(12, 5), stop_token.clone(), None).unwrap();
+    let a = engine
+        .submit(prompt(12, 5), stop_token.clone(), None)
+        .unwrap();
     let b = engine
         .submit(prompt(12, 5), stop_string.clone(), Some(Arc::clone(&detok)))
         .unwrap();
@@ -203,9 +215,15 @@ fn an_adapted_model_answers_as_generate_does() {
 fn bad_requests_get_the_errors_of_generate_and_the_engine_goes_on() {
     let engine = Engine::start(model(), EngineOptions::default()).unwrap();
     let empty = engine.generate(Vec::new(), &options(3, Sampling::Greedy), None);
-    assert!(matches!(empty, Err(ModelError::InvalidInput(_))), "{empty:?}");
+    assert!(
+        matches!(empty, Err(ModelError::InvalidInput(_))),
+        "{empty:?}"
+    );
     let outside = engine.generate(vec![5, 99_999], &options(3, Sampling::Greedy), None);
-    assert!(matches!(outside, Err(ModelError::InvalidInput(_))), "{outside:?}");
+    assert!(
+        matches!(outside, Err(ModelError::InvalidInput(_))),
+        "{outside:?}"
+    );
     let stop_strings = GenerateOptions {
         stop_strings: vec!["x".into()],
         ..options(3, Sampling::Greedy)
@@ -217,4 +235,58 @@ fn bad_requests_get_the_errors_of_generate_and_the_engine_goes_on() {
         .unwrap();
     assert_eq!(ok.generated_tokens, 3);
     assert!(Engine::start(model(), EngineOptions { max_batch: 0 }).is_err());
+}
+
+/// The decode step's logits are bit-identical to a batch-of-one decode (what `generate` runs
+/// per call), for rows of different lengths decoded together — stronger than comparing chosen
+/// tokens, which a last-bit difference rarely flips.
+#[test]
+fn decode_step_logits_are_bit_identical_to_one_row_decodes() {
+    use crate::cache::KvCache;
+    use crate::generate::last_logits;
+    use crate::input::AttentionMask;
+
+    let model = model();
+    let layers = model.config().num_hidden_layers;
+    let lengths = [3usize, 17, 70, 1, 64];
+    let mut references: Vec<KvCache> = Vec::new();
+    let mut sequences: Vec<Sequence> = Vec::new();
+    let mut answers = Vec::new();
+    for (i, &len) in lengths.iter().enumerate() {
+        let ids: Vec<i64> = prompt(len, i as u32)
+            .iter()
+            .map(|&t| i64::from(t))
+            .collect();
+        let mut cache = KvCache::new(layers);
+        let mask = AttentionMask::left_padded(&[len], len).unwrap();
+        let logits = last_logits(&model, ids, [1, len], mask, &mut cache).unwrap();
+        let (reply, answer) = mpsc::channel();
+        answers.push(answer);
+        let mut sequence = Sequence::new(len, options(100, Sampling::Greedy), None, reply);
+        sequence.cached = cache.len();
+        sequence.next_position = cache.next_positions()[0];
+        sequence.caches = cache.layers.clone();
+        sequence.accept(&logits);
+        references.push(cache);
+        sequences.push(sequence);
+    }
+    let vocab = model.config().vocab_size;
+    for step in 0..4 {
+        let mut rows: Vec<&mut Sequence> = sequences.iter_mut().collect();
+        let batched = step::decode_step(&model, &mut rows).unwrap();
+        for (row, sequence) in sequences.iter_mut().enumerate() {
+            let token = i64::from(sequence.last_token());
+            let mask = AttentionMask::new(1, 1, vec![true]).unwrap();
+            let alone =
+                last_logits(&model, vec![token], [1, 1], mask, &mut references[row]).unwrap();
+            let got = &batched[row * vocab..(row + 1) * vocab];
+            let differ = got
+                .iter()
+                .zip(&alone)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(differ, 0, "step {step}, row {row}: {differ} logits differ");
+            sequence.accept(got);
+        }
+    }
 }
