@@ -27,6 +27,14 @@ impl LayerCache {
     }
 }
 
+impl LayerCache {
+    /// The cached keys and values, if any (for the batching engine, which moves a prefilled
+    /// sequence's cache into its own buffers).
+    pub(crate) fn tensors(&self) -> Option<&(Tensor<4>, Tensor<4>)> {
+        self.kv.as_ref()
+    }
+}
+
 /// A cache for every layer of one model and one batch.
 #[derive(Debug, Clone)]
 pub struct KvCache {

@@ -32,6 +32,7 @@
 //! back to the host, once per step for the whole batch.
 
 mod sequence;
+mod slots;
 mod step;
 
 use std::collections::VecDeque;
@@ -42,6 +43,7 @@ use std::thread::JoinHandle;
 
 pub use sequence::SharedDetokenize;
 use sequence::{Reply, Sequence};
+use slots::SlotCache;
 
 use crate::cache::KvCache;
 use crate::error::{ModelError, Result};
@@ -223,7 +225,9 @@ impl Drop for Engine {
 fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, counters: &Counters) {
     let flops = FlopCounter::new(model);
     let mut queue: VecDeque<Job> = VecDeque::new();
+    // `running[i]` is the sequence in slot `i` of `slots`.
     let mut running: Vec<Sequence> = Vec::new();
+    let mut slots = SlotCache::new(model.config(), options.max_batch, &model.device());
     let mut open = true;
     loop {
         if open && running.is_empty() && queue.is_empty() {
@@ -244,7 +248,10 @@ fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, cou
         {
             counters.requests.fetch_add(1, Ordering::Relaxed);
             match prefill(model, &flops, job) {
-                Ok(Some(sequence)) => running.push(sequence),
+                Ok(Some((sequence, cache))) => match slots.insert(&cache.layers) {
+                    Ok(_) => running.push(sequence),
+                    Err(error) => sequence.fail(error),
+                },
                 Ok(None) => {}
                 Err((error, reply)) => {
                     let _ = reply.send(Err(error));
@@ -257,17 +264,17 @@ fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, cou
             }
             continue;
         }
-        decode(model, &flops, &mut running, counters);
+        decode(model, &flops, &mut running, &mut slots, counters);
     }
 }
 
 /// Prefill `job` alone (exactly `generate`'s prefill of a batch of one) and choose its first
-/// token. Returns the sequence if it goes on, `None` if it was answered already.
+/// token. Returns the sequence and its cache if it goes on, `None` if it was answered already.
 fn prefill(
     model: &CausalLm,
     flops: &FlopCounter,
     job: Job,
-) -> std::result::Result<Option<Sequence>, (ModelError, Reply)> {
+) -> std::result::Result<Option<(Sequence, KvCache)>, (ModelError, Reply)> {
     let Job {
         prompt,
         options,
@@ -292,7 +299,6 @@ fn prefill(
     sequence.flops = flops.forward(len, len) + flops.head(1);
     sequence.cached = cache.len();
     sequence.next_position = cache.next_positions()[0];
-    sequence.caches = cache.layers;
     if sequence.is_done() {
         // No token to generate at all.
         sequence.finish();
@@ -303,11 +309,17 @@ fn prefill(
         sequence.finish();
         return Ok(None);
     }
-    Ok(Some(sequence))
+    Ok(Some((sequence, cache)))
 }
 
 /// One decode step of every running sequence; the ones that stop are answered and removed.
-fn decode(model: &CausalLm, flops: &FlopCounter, running: &mut Vec<Sequence>, counters: &Counters) {
+fn decode(
+    model: &CausalLm,
+    flops: &FlopCounter,
+    running: &mut Vec<Sequence>,
+    slots: &mut SlotCache,
+    counters: &Counters,
+) {
     let batch = running.len();
     counters.decode_steps.fetch_add(1, Ordering::Relaxed);
     counters
@@ -319,14 +331,14 @@ fn decode(model: &CausalLm, flops: &FlopCounter, running: &mut Vec<Sequence>, co
     for sequence in running.iter_mut() {
         sequence.flops += flops.forward(1, sequence.cached + 1) + flops.head(1);
     }
-    let mut rows: Vec<&mut Sequence> = running.iter_mut().collect();
-    let logits = match step::decode_step(model, &mut rows) {
+    let logits = match step::decode_step(model, running, slots) {
         Ok(logits) => logits,
         Err(error) => {
             // A failed step leaves every cache in an unknown state: fail all its rows.
             let message = error.to_string();
-            for sequence in running.drain(..) {
-                sequence.fail(ModelError::Engine(format!(
+            for slot in (0..running.len()).rev() {
+                slots.remove(slot);
+                running.swap_remove(slot).fail(ModelError::Engine(format!(
                     "a decode step failed: {message}"
                 )));
             }
@@ -337,15 +349,14 @@ fn decode(model: &CausalLm, flops: &FlopCounter, running: &mut Vec<Sequence>, co
     for (row, sequence) in running.iter_mut().enumerate() {
         sequence.accept(&logits[row * vocab..(row + 1) * vocab]);
     }
-    let mut kept = Vec::with_capacity(batch);
-    for sequence in running.drain(..) {
-        if sequence.is_done() {
-            sequence.finish();
-        } else {
-            kept.push(sequence);
+    // From the back, so that the sequence `swap_remove` moves into a freed slot was already
+    // looked at (and stays).
+    for slot in (0..running.len()).rev() {
+        if running[slot].is_done() {
+            slots.remove(slot);
+            running.swap_remove(slot).finish();
         }
     }
-    *running = kept;
 }
 
 #[cfg(test)]

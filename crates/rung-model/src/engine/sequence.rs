@@ -12,7 +12,6 @@ use std::sync::mpsc::Sender;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cache::LayerCache;
 use crate::error::Result;
 use crate::generate::{
     FinishReason, GenerateOptions, Generation, Sampling, SequenceOutput, choose,
@@ -34,8 +33,6 @@ pub(crate) struct Sequence {
     outputs: Vec<u32>,
     finished: Option<FinishReason>,
     text: Option<String>,
-    /// Keys and values of every layer, `[1, kv_heads, cached, head_dim]`.
-    pub(crate) caches: Vec<LayerCache>,
     /// Cached positions (prompt plus the tokens fed back so far).
     pub(crate) cached: usize,
     /// Position id of the next token fed.
@@ -46,7 +43,8 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
-    /// A sequence whose prompt of `prompt_len` tokens has been prefilled into `caches`.
+    /// A sequence for a prompt of `prompt_len` tokens (its cache lives in the engine's
+    /// [`super::slots::SlotCache`]).
     pub(crate) fn new(
         prompt_len: usize,
         options: GenerateOptions,
@@ -68,7 +66,6 @@ impl Sequence {
             outputs: Vec::new(),
             finished: None,
             text: None,
-            caches: Vec::new(),
             cached: 0,
             next_position: 0,
             flops: 0,

@@ -242,15 +242,19 @@ fn bad_requests_get_the_errors_of_generate_and_the_engine_goes_on() {
 /// tokens, which a last-bit difference rarely flips.
 #[test]
 fn decode_step_logits_are_bit_identical_to_one_row_decodes() {
+    use super::slots::SlotCache;
     use crate::cache::KvCache;
     use crate::generate::last_logits;
     use crate::input::AttentionMask;
 
     let model = model();
     let layers = model.config().num_hidden_layers;
-    let lengths = [3usize, 17, 70, 1, 64];
+    // Either side of the score kernel's switch (rep · keys = 256: 128 keys for tiny) and of the
+    // 512-key blocks of the weighted sum, with rows crossing them during the steps.
+    let lengths = [3usize, 17, 70, 1, 64, 126, 127, 150, 300, 509, 700];
     let mut references: Vec<KvCache> = Vec::new();
     let mut sequences: Vec<Sequence> = Vec::new();
+    let mut slots = SlotCache::new(model.config(), lengths.len(), &model.device());
     let mut answers = Vec::new();
     for (i, &len) in lengths.iter().enumerate() {
         let ids: Vec<i64> = prompt(len, i as u32)
@@ -265,15 +269,22 @@ fn decode_step_logits_are_bit_identical_to_one_row_decodes() {
         let mut sequence = Sequence::new(len, options(100, Sampling::Greedy), None, reply);
         sequence.cached = cache.len();
         sequence.next_position = cache.next_positions()[0];
-        sequence.caches = cache.layers.clone();
+        assert_eq!(slots.insert(&cache.layers).unwrap(), i);
         sequence.accept(&logits);
         references.push(cache);
         sequences.push(sequence);
     }
     let vocab = model.config().vocab_size;
-    for step in 0..4 {
-        let mut rows: Vec<&mut Sequence> = sequences.iter_mut().collect();
-        let batched = step::decode_step(&model, &mut rows).unwrap();
+    for step in 0..6 {
+        if step == 3 {
+            // Rows leave (the last slot moves into a freed one) and the rest go on.
+            for slot in [5, 0] {
+                slots.remove(slot);
+                sequences.swap_remove(slot);
+                references.swap_remove(slot);
+            }
+        }
+        let batched = step::decode_step(&model, &mut sequences, &mut slots).unwrap();
         for (row, sequence) in sequences.iter_mut().enumerate() {
             let token = i64::from(sequence.last_token());
             let mask = AttentionMask::new(1, 1, vec![true]).unwrap();
@@ -285,7 +296,12 @@ fn decode_step_logits_are_bit_identical_to_one_row_decodes() {
                 .zip(&alone)
                 .filter(|(a, b)| a.to_bits() != b.to_bits())
                 .count();
-            assert_eq!(differ, 0, "step {step}, row {row}: {differ} logits differ");
+            assert_eq!(
+                differ,
+                0,
+                "step {step}, row {row} ({} keys): {differ} logits differ",
+                references[row].len()
+            );
             sequence.accept(got);
         }
     }
