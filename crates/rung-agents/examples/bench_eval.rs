@@ -197,6 +197,7 @@ fn bench_eval(options: &Options) -> Result<Value, String> {
             let new = policy(Some(Batching {
                 max_concurrent_episodes: options.concurrent,
                 max_batch: options.max_batch,
+                ..Batching::default()
             }))?;
             eprintln!("bench_eval: {preset} {kind}: one at a time");
             let (old_episodes, old_s, _) = evaluate(&world, kind, old, options, options.threads)?;
@@ -249,8 +250,14 @@ fn bench_decode(options: &Options) -> Result<Value, String> {
         .collect();
     // Materialise the lazy weights before timing.
     generate(&model, &prompts[..1], &generate_options, None).map_err(|e| e.to_string())?;
-    let engine =
-        Engine::start(model.clone(), EngineOptions { max_batch: 8 }).map_err(|e| e.to_string())?;
+    let engine = Engine::start(
+        model.clone(),
+        EngineOptions {
+            max_batch: 8,
+            prefix_cache: 0,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let mut results = BTreeMap::new();
     for batch in [1usize, 8] {
         let prompts = &prompts[..batch];

@@ -91,6 +91,9 @@ pub struct Batching {
     pub max_concurrent_episodes: usize,
     /// Most sequences one decode step of the engine holds.
     pub max_batch: usize,
+    /// Prompts whose keys and values the engine keeps for reuse by later prompts beginning
+    /// the same way (the system prompt, an episode's conversation so far); 0 turns it off.
+    pub prefix_cache: usize,
 }
 
 impl Default for Batching {
@@ -98,6 +101,7 @@ impl Default for Batching {
         Self {
             max_concurrent_episodes: 32,
             max_batch: 32,
+            prefix_cache: 64,
         }
     }
 }
@@ -441,6 +445,7 @@ fn start_engine(model: &CausalLm, batching: Batching) -> rung_model::Result<Engi
         model.clone(),
         EngineOptions {
             max_batch: batching.max_batch,
+            prefix_cache: batching.prefix_cache,
         },
     )
 }

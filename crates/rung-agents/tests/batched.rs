@@ -123,6 +123,7 @@ fn check(setup: &Setup, kind: SystemKind, decoding: Decoding) {
         Some(Batching {
             max_concurrent_episodes: 8,
             max_batch: 6,
+            ..Batching::default()
         }),
     );
     assert_eq!(one_at_a_time.engine_stats(), None);
@@ -140,6 +141,11 @@ fn check(setup: &Setup, kind: SystemKind, decoding: Decoding) {
     assert!(stats.max_batch >= 2, "{kind}: {stats:?}");
     assert!(stats.max_batch <= 6, "{kind}: {stats:?}");
     assert!(stats.decode_steps < stats.decoded_rows, "{kind}: {stats:?}");
+    // Later prompts reuse the keys and values of earlier ones (system prompt, conversation).
+    assert!(
+        stats.reused_tokens > stats.prefilled_tokens,
+        "{kind}: {stats:?}"
+    );
 }
 
 #[test]

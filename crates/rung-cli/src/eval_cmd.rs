@@ -507,6 +507,7 @@ impl Policies {
             batching: (args.max_concurrent_episodes > 0).then_some(Batching {
                 max_concurrent_episodes: args.max_concurrent_episodes,
                 max_batch: usize::from(args.max_batch),
+                ..Batching::default()
             }),
         };
         Ok(Policies::Models(specs, options))

@@ -33,6 +33,12 @@ impl LayerCache {
     pub(crate) fn tensors(&self) -> Option<&(Tensor<4>, Tensor<4>)> {
         self.kv.as_ref()
     }
+
+    /// A layer cache holding `k` and `v` (`[batch, kv_heads, cached, head_dim]`), for the
+    /// batching engine's reuse of a cached prompt prefix.
+    pub(crate) fn from_tensors(k: Tensor<4>, v: Tensor<4>) -> Self {
+        Self { kv: Some((k, v)) }
+    }
 }
 
 /// A cache for every layer of one model and one batch.

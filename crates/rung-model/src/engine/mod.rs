@@ -25,12 +25,21 @@
 //! attention per row ([`step`] explains why). The tests of this module compare engine and
 //! `generate` outputs for prompts of different lengths joining at different times.
 //!
+//! # Prefix caching
+//!
+//! The keys and values of recent prompts are kept ([`EngineOptions::prefix_cache`]); a prompt
+//! that begins like one of them (a role's system prompt, an episode's conversation so far)
+//! prefills only its tail, from a block boundary where the result is provably the same as
+//! prefilling it all (see `prefix.rs`). FLOPs are still reported as a whole-prompt prefill,
+//! so that cost accounting is the same with and without the engine.
+//!
 //! # Threads and devices
 //!
 //! The model should live on a device without autodiff ([`crate::inference_device`]): nothing is
 //! recorded, and the flex backend runs its fused inference kernels. Only sampling reads logits
 //! back to the host, once per step for the whole batch.
 
+mod prefix;
 mod sequence;
 mod slots;
 mod step;
@@ -41,6 +50,7 @@ use std::sync::mpsc::{self, Receiver, RecvError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use prefix::PrefixCache;
 pub use sequence::SharedDetokenize;
 use sequence::{Reply, Sequence};
 use slots::SlotCache;
@@ -55,13 +65,19 @@ use crate::model::CausalLm;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
     /// Most sequences decoded together; further requests wait for a sequence to leave. Bounds
-    /// the memory of the KV caches (each sequence holds its own).
+    /// the memory of the KV cache (a slot of the longest running sequence's length each).
     pub max_batch: usize,
+    /// Prompts whose keys and values are kept for reuse by later prompts with the same
+    /// beginning (see [`prefix`](self#prefix-caching)); 0 turns prefix caching off.
+    pub prefix_cache: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_batch: 64 }
+        Self {
+            max_batch: 64,
+            prefix_cache: 64,
+        }
     }
 }
 
@@ -76,6 +92,10 @@ pub struct EngineStats {
     pub decoded_rows: u64,
     /// Largest batch of one decode step.
     pub max_batch: u64,
+    /// Prompt tokens prefilled.
+    pub prefilled_tokens: u64,
+    /// Prompt tokens whose keys and values came from the prefix cache instead.
+    pub reused_tokens: u64,
 }
 
 #[derive(Default)]
@@ -84,6 +104,8 @@ struct Counters {
     decode_steps: AtomicU64,
     decoded_rows: AtomicU64,
     max_batch: AtomicU64,
+    prefilled_tokens: AtomicU64,
+    reused_tokens: AtomicU64,
 }
 
 /// One submitted request.
@@ -194,6 +216,8 @@ impl Engine {
             decode_steps: c.decode_steps.load(Ordering::Relaxed),
             decoded_rows: c.decoded_rows.load(Ordering::Relaxed),
             max_batch: c.max_batch.load(Ordering::Relaxed),
+            prefilled_tokens: c.prefilled_tokens.load(Ordering::Relaxed),
+            reused_tokens: c.reused_tokens.load(Ordering::Relaxed),
         }
     }
 
@@ -228,6 +252,7 @@ fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, cou
     // `running[i]` is the sequence in slot `i` of `slots`.
     let mut running: Vec<Sequence> = Vec::new();
     let mut slots = SlotCache::new(model.config(), options.max_batch, &model.device());
+    let mut prefixes = PrefixCache::new(options.prefix_cache);
     let mut open = true;
     loop {
         if open && running.is_empty() && queue.is_empty() {
@@ -247,7 +272,7 @@ fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, cou
             && let Some(job) = queue.pop_front()
         {
             counters.requests.fetch_add(1, Ordering::Relaxed);
-            match prefill(model, &flops, job) {
+            match prefill(model, &flops, &mut prefixes, counters, job) {
                 Ok(Some((sequence, cache))) => match slots.insert(&cache.layers) {
                     Ok(_) => running.push(sequence),
                     Err(error) => sequence.fail(error),
@@ -273,6 +298,8 @@ fn serve(model: &CausalLm, options: EngineOptions, receiver: &Receiver<Job>, cou
 fn prefill(
     model: &CausalLm,
     flops: &FlopCounter,
+    prefixes: &mut PrefixCache,
+    counters: &Counters,
     job: Job,
 ) -> std::result::Result<Option<(Sequence, KvCache)>, (ModelError, Reply)> {
     let Job {
@@ -287,14 +314,26 @@ fn prefill(
     }
     let [prompt] = prompts;
     let len = prompt.len();
-    let mut cache = KvCache::new(model.config().num_hidden_layers);
-    let ids: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();
-    let logits = match AttentionMask::left_padded(&[len], len)
-        .and_then(|mask| last_logits(model, ids, [1, len], mask, &mut cache))
+    // A cached beginning of the prompt, whose keys and values are exactly those its own
+    // prefill would compute: only the tail is run.
+    let (reused, mut cache) = prefixes
+        .lookup(&prompt)
+        .unwrap_or_else(|| (0, KvCache::new(model.config().num_hidden_layers)));
+    let tail = len - reused;
+    let ids: Vec<i64> = prompt[reused..].iter().map(|&t| i64::from(t)).collect();
+    let logits = match AttentionMask::left_padded(&[tail], tail)
+        .and_then(|mask| last_logits(model, ids, [1, tail], mask, &mut cache))
     {
         Ok(logits) => logits,
         Err(error) => return Err((error, reply)),
     };
+    counters
+        .prefilled_tokens
+        .fetch_add(tail as u64, Ordering::Relaxed);
+    counters
+        .reused_tokens
+        .fetch_add(reused as u64, Ordering::Relaxed);
+    prefixes.store(&prompt, &cache);
     let mut sequence = Sequence::new(len, options, detokenize, reply);
     sequence.flops = flops.forward(len, len) + flops.head(1);
     sequence.cached = cache.len();

@@ -132,7 +132,16 @@ fn many_threads_and_a_small_batch_limit_give_the_same_answers() {
         })
         .collect();
     let want = reference(&model, &jobs);
-    let engine = Arc::new(Engine::start(model, EngineOptions { max_batch: 3 }).unwrap());
+    let engine = Arc::new(
+        Engine::start(
+            model,
+            EngineOptions {
+                max_batch: 3,
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap(),
+    );
     let got: Vec<Generation> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
@@ -234,7 +243,16 @@ fn bad_requests_get_the_errors_of_generate_and_the_engine_goes_on() {
         .generate(vec![5, 6], &options(3, Sampling::Greedy), None)
         .unwrap();
     assert_eq!(ok.generated_tokens, 3);
-    assert!(Engine::start(model(), EngineOptions { max_batch: 0 }).is_err());
+    assert!(
+        Engine::start(
+            model(),
+            EngineOptions {
+                max_batch: 0,
+                ..EngineOptions::default()
+            }
+        )
+        .is_err()
+    );
 }
 
 /// The decode step's logits are bit-identical to a batch-of-one decode (what `generate` runs
@@ -304,5 +322,81 @@ fn decode_step_logits_are_bit_identical_to_one_row_decodes() {
             );
             sequence.accept(got);
         }
+    }
+}
+
+/// Prompts that begin alike (a shared "system prompt" of 200 tokens, then conversations that
+/// grow turn by turn) prefill only their tails from the prefix cache, and still answer exactly
+/// as `generate` does.
+#[test]
+fn prefix_reuse_answers_equal_generate() {
+    let model = model();
+    let system = prompt(200, 1);
+    let with = |tail: &[u32]| [system.as_slice(), tail].concat();
+    let first = with(&prompt(30, 2));
+    let second = with(&prompt(45, 3));
+    // A later turn of the first conversation: its prompt, an answer, a new message.
+    let later = [first.as_slice(), &prompt(20, 4), &prompt(90, 5)].concat();
+    let exact = first.clone();
+    let on_boundary = with(&prompt(56, 6)); // 256 tokens: the prefix cut leaves one chunk
+    let jobs: Vec<(Vec<u32>, GenerateOptions)> = [first, second, later, exact, on_boundary]
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, options(6 + i, Sampling::Greedy)))
+        .collect();
+    let want = reference(&model, &jobs);
+    let engine = Engine::start(model, EngineOptions::default()).unwrap();
+    // One at a time, so each prompt finds the earlier ones cached.
+    let got: Vec<Generation> = jobs
+        .iter()
+        .map(|(p, o)| engine.generate(p.clone(), o, None).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    let stats = engine.stats();
+    // Every prompt after the first shares at least 200 tokens with an earlier one, of which
+    // the first 192 (three attention chunks) are reused.
+    assert!(stats.reused_tokens >= 4 * 192, "{stats:?}");
+    let total: usize = jobs.iter().map(|(p, _)| p.len()).sum();
+    assert_eq!(
+        (stats.prefilled_tokens + stats.reused_tokens) as usize,
+        total
+    );
+}
+
+/// Reuse is bit-identical at the level of logits too: a prefill from a cached prefix gives the
+/// last position's logits of a whole-prompt prefill, bit for bit, for tails shorter and longer
+/// than an attention chunk and of one token.
+#[test]
+fn prefill_from_a_cached_prefix_is_bit_identical() {
+    use super::prefix::PrefixCache;
+    use crate::cache::KvCache;
+    use crate::generate::last_logits;
+    use crate::input::AttentionMask;
+
+    let model = model();
+    let layers = model.config().num_hidden_layers;
+    let prefill = |ids: &[u32], cache: &mut KvCache| {
+        let n = ids.len();
+        let ids: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
+        let mask = AttentionMask::left_padded(&[n], n).unwrap();
+        last_logits(&model, ids, [1, n], mask, cache).unwrap()
+    };
+    let base = prompt(300, 9);
+    let mut prefixes = PrefixCache::new(4);
+    let mut cache = KvCache::new(layers);
+    prefill(&base, &mut cache);
+    prefixes.store(&base, &cache);
+    for tail in [1usize, 5, 64, 65, 150] {
+        let full = [&base[..256], &prompt(tail, 10 + tail as u32)].concat();
+        let whole = prefill(&full, &mut KvCache::new(layers));
+        let (reused, mut cache) = prefixes.lookup(&full).unwrap();
+        assert_eq!(reused, 256);
+        let from_prefix = prefill(&full[reused..], &mut cache);
+        let differ = whole
+            .iter()
+            .zip(&from_prefix)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0, "tail {tail}: {differ} logits differ");
     }
 }
