@@ -6,6 +6,7 @@
 
 mod appworld;
 mod bench_common;
+mod bench_eval;
 mod bench_model;
 mod bench_train;
 mod bench_world;
@@ -118,6 +119,9 @@ enum BenchTask {
     Model(bench_model::ModelBenchArgs),
     /// rung-train's Trainer: tokens/s and peak memory next to PyTorch's, full and LoRA, with ratios.
     Train(bench_train::TrainBenchArgs),
+    /// Evaluation episodes/s, one-at-a-time generation against continuous batching, with the
+    /// ratio and a check that both give the same trajectories; decode tokens/s at batch 1 and 8.
+    Eval(bench_eval::EvalBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -189,6 +193,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Task::Bench(BenchTask::Train(args)) => {
             bench_train::run(&root, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Bench(BenchTask::Eval(args)) => {
+            bench_eval::run(&root, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Bench(BenchTask::World(args)) if args.load => {
@@ -428,6 +436,29 @@ mod tests {
             Task::World(WorldTask::Serve { port, args }) => {
                 assert_eq!(port, 9000);
                 assert_eq!(args, ["--seed", "1", "--workers", "2"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_eval_defaults_to_a_hundred_tasks_of_tiny_and_small() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "eval"]).expect("parses");
+        match cli.command {
+            Task::Bench(BenchTask::Eval(args)) => {
+                assert_eq!(args.tasks, 100);
+                assert_eq!(args.presets, "tiny,small");
+                assert_eq!(args.systems, "single,three_agent");
+                assert_eq!(args.concurrent, 32);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["xtask", "bench", "eval", "--tasks", "8", "--only", "eval"])
+            .expect("parses");
+        match cli.command {
+            Task::Bench(BenchTask::Eval(args)) => {
+                assert_eq!(args.tasks, 8);
+                assert_eq!(args.only, "eval");
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -15,7 +15,12 @@
 //! - `new`: the same model behind a continuous-batching engine, `--concurrent` episodes in
 //!   flight (default 32), decode steps of at most `--max-batch` sequences (default 32);
 //! - episodes/s of each and their ratio, with a check that both produced the very same
-//!   trajectories (wall times aside); the engine's mean decode batch.
+//!   trajectories (wall times aside); the engine's mean decode batch and the share of prompt
+//!   tokens it took from its prefix cache; the process's peak resident memory after each path
+//!   (`VmHWM`: the old path runs first, so the second figure exceeds the first only where the
+//!   batched path needed more).
+//!
+//! `--new-only` skips the one-at-a-time runs (for profiling the batched path alone).
 //!
 //! Budgets are the defaults but for `--tokens-per-turn` (default 64): an untrained model never
 //! ends a turn by itself, so every call runs to this cap.
@@ -55,6 +60,8 @@ struct Options {
     prompt_len: usize,
     new_tokens: usize,
     only: Vec<String>,
+    /// Run the batched path only (for profiling it alone).
+    new_only: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -70,6 +77,7 @@ fn parse_args() -> Result<Options, String> {
         prompt_len: 64,
         new_tokens: 128,
         only: vec!["eval".into(), "decode".into()],
+        new_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -98,6 +106,7 @@ fn parse_args() -> Result<Options, String> {
             "--prompt-len" => o.prompt_len = number(value()?)?,
             "--new-tokens" => o.new_tokens = number(value()?)?,
             "--only" => o.only = list(value()?),
+            "--new-only" => o.new_only = true,
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -134,14 +143,35 @@ fn model(preset: &str) -> Result<CausalLm, String> {
     CausalLm::new(&config, &device).map_err(|e| e.to_string())
 }
 
-/// One evaluation: its episodes (wall time cleared), seconds, and the engine's mean batch.
+/// One evaluation's results.
+struct Evaluated {
+    /// Episodes, wall times cleared.
+    episodes: Vec<Episode>,
+    seconds: f64,
+    /// The engine's mean decode batch.
+    mean_batch: Option<f64>,
+    /// Share of prompt tokens the engine took from its prefix cache.
+    reused: Option<f64>,
+    /// The process's peak resident memory so far (MiB), when the OS tells.
+    peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident memory of this process in MiB (`VmHWM` of `/proc/self/status`, Linux only).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One evaluation of `kind` played by `policy`.
 fn evaluate(
     world: &Arc<EmbeddedWorld>,
     kind: SystemKind,
     policy: ModelPolicy,
     options: &Options,
     threads: usize,
-) -> Result<(Vec<Episode>, f64, Option<f64>), String> {
+) -> Result<Evaluated, String> {
     let policy = Arc::new(policy);
     let shared: Arc<dyn Policy> = Arc::clone(&policy) as Arc<dyn Policy>;
     let system = System::of_kind(kind, |_| Arc::clone(&shared), AppCatalog::embedded())
@@ -158,10 +188,12 @@ fn evaluate(
     let started = Instant::now();
     let episodes = run_split(&system, Split::TestNormal, &run).map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
-    let mean_batch = policy
-        .engine_stats()
+    let stats = policy.engine_stats();
+    let mean_batch = stats
         .filter(|s| s.decode_steps > 0)
         .map(|s| s.decoded_rows as f64 / s.decode_steps as f64);
+    let reused = stats
+        .map(|s| s.reused_tokens as f64 / (s.reused_tokens + s.prefilled_tokens).max(1) as f64);
     let episodes = episodes
         .into_iter()
         .map(|mut e| {
@@ -169,7 +201,13 @@ fn evaluate(
             e
         })
         .collect();
-    Ok((episodes, seconds, mean_batch))
+    Ok(Evaluated {
+        episodes,
+        seconds,
+        mean_batch,
+        reused,
+        peak_rss_mb: peak_rss_mb(),
+    })
 }
 
 fn bench_eval(options: &Options) -> Result<Value, String> {
@@ -200,22 +238,31 @@ fn bench_eval(options: &Options) -> Result<Value, String> {
                 ..Batching::default()
             }))?;
             eprintln!("bench_eval: {preset} {kind}: one at a time");
-            let (old_episodes, old_s, _) = evaluate(&world, kind, old, options, options.threads)?;
+            let old = if options.new_only {
+                // Not measured: the batched run stands in (ratio 1).
+                evaluate(&world, kind, new.clone(), options, options.threads)?
+            } else {
+                evaluate(&world, kind, old, options, options.threads)?
+            };
             eprintln!("bench_eval: {preset} {kind}: batched");
-            let (new_episodes, new_s, mean_batch) =
-                evaluate(&world, kind, new, options, options.threads)?;
-            let episodes = old_episodes.len();
-            let calls: usize = old_episodes.iter().map(|e| e.turns.len()).sum();
-            let tokens: u64 = old_episodes.iter().map(|e| e.cost.generated_tokens).sum();
-            let identical = old_episodes == new_episodes;
+            let new = evaluate(&world, kind, new, options, options.threads)?;
+            let episodes = old.episodes.len();
+            let calls: usize = old.episodes.iter().map(|e| e.turns.len()).sum();
+            let tokens: u64 = old.episodes.iter().map(|e| e.cost.generated_tokens).sum();
+            let prompt_tokens: u64 = old.episodes.iter().map(|e| e.cost.prompt_tokens).sum();
+            let identical = old.episodes == new.episodes;
+            let (old_s, new_s) = (old.seconds, new.seconds);
             let old_rate = episodes as f64 / old_s;
             let new_rate = episodes as f64 / new_s;
+            let (old_peak, new_peak) = (old.peak_rss_mb, new.peak_rss_mb);
             results.insert(
                 format!("{preset}/{kind}"),
                 json!({
                     "episodes": episodes,
                     "model_calls": calls,
                     "generated_tokens": tokens,
+                    "prompt_tokens": prompt_tokens,
+                    "reused_prompt_share": new.reused,
                     "old_s": old_s,
                     "new_s": new_s,
                     "old_episodes_per_s": old_rate,
@@ -223,7 +270,9 @@ fn bench_eval(options: &Options) -> Result<Value, String> {
                     "ratio": new_rate / old_rate,
                     "old_tokens_per_s": tokens as f64 / old_s,
                     "new_tokens_per_s": tokens as f64 / new_s,
-                    "mean_decode_batch": mean_batch,
+                    "mean_decode_batch": new.mean_batch,
+                    "peak_rss_mb_after_old": old_peak,
+                    "peak_rss_mb_after_new": new_peak,
                     "identical_trajectories": identical,
                 }),
             );
