@@ -347,6 +347,9 @@ fn bench_decode(options: &Options) -> Result<Value, String> {
     Ok(json!(results))
 }
 
+/// One part of the benchmark.
+type Part = fn(&Options) -> Result<Value, String>;
+
 fn main() {
     let options = match parse_args() {
         Ok(options) => options,
@@ -363,8 +366,7 @@ fn main() {
         "tokens_per_turn": options.tokens_per_turn,
         "rayon_threads": std::env::var("RAYON_NUM_THREADS").ok(),
     });
-    let parts: [(&str, fn(&Options) -> Result<Value, String>); 2] =
-        [("eval", bench_eval), ("decode", bench_decode)];
+    let parts: [(&str, Part); 2] = [("eval", bench_eval), ("decode", bench_decode)];
     for (name, part) in parts {
         if !options.only.iter().any(|o| o == name) {
             continue;

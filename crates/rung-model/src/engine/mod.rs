@@ -190,10 +190,11 @@ impl Engine {
             reply,
         };
         let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-        let sent = sender.as_ref().map(|s| s.send(job));
-        match sent {
-            Some(Ok(())) => Ok(Pending { answer }),
-            _ => Err(ModelError::Engine("the engine has stopped".into())),
+        let sent = sender.as_ref().is_some_and(|s| s.send(job).is_ok());
+        if sent {
+            Ok(Pending { answer })
+        } else {
+            Err(ModelError::Engine("the engine has stopped".into()))
         }
     }
 
