@@ -4,7 +4,9 @@
 //! environment (its episodes are independent); with AppWorld servers, which hold one world
 //! each, every worker gets its own client ([`Backend::PerWorker`], e.g. one per
 //! [`rung_env::ServerPool`] server). Results come back in task order whatever the scheduling,
-//! so runs are reproducible.
+//! so runs are reproducible. With a shared environment, a system whose policies batch their
+//! model calls ([`crate::Policy::max_concurrent_episodes`]) gets that many episodes in flight,
+//! more than there are threads: those episodes mostly wait for their engines.
 
 mod report;
 pub mod subtasks;
