@@ -8,8 +8,8 @@
 //! 1. take every pending request (blocking only while nothing is running) and prefill it,
 //!    up to [`EngineOptions::max_batch`] running sequences — new sequences *join* between decode
 //!    steps, as in vLLM's continuous batching, instead of waiting for a batch to drain;
-//! 2. run one decode step for all running sequences together ([`step`]): one token per row,
-//!    each row against its own KV cache;
+//! 2. run one decode step for all running sequences together (`step.rs`): one token per row,
+//!    each row's keys and values in its slot of one preallocated cache (`slots.rs`);
 //! 3. answer and drop the sequences that stopped (stop token, stop string or token cap): they
 //!    *leave* the batch at once and their caller resumes.
 //!
@@ -21,9 +21,12 @@
 //! ids, text, counts, finish reason and FLOPs (the FLOPs a batch of one would cost, so cost
 //! accounting does not depend on what else was running), bit for bit, for greedy and for seeded
 //! sampling (a request draws from the stream `generate` gives its row 0). Prefill is
-//! `generate`'s own batch-of-one forward; the decode step batches only row-wise work and keeps
-//! attention per row ([`step`] explains why). The tests of this module compare engine and
-//! `generate` outputs for prompts of different lengths joining at different times.
+//! `generate`'s own batch-of-one forward (from a cached prefix where one applies: `prefix.rs`);
+//! the decode step batches row-wise work and attends together only where the kernels provably
+//! reduce in the same order (`step.rs` explains when). The tests of this module compare engine and `generate` outputs for prompts of
+//! different lengths joining at different times, and whole steps' logits bit for bit. That
+//! analysis is of the CPU backend's kernels; on a GPU backend the engine computes the same
+//! function, but last-bit equality with `generate` is not established.
 //!
 //! # Prefix caching
 //!
@@ -68,7 +71,7 @@ pub struct EngineOptions {
     /// the memory of the KV cache (a slot of the longest running sequence's length each).
     pub max_batch: usize,
     /// Prompts whose keys and values are kept for reuse by later prompts with the same
-    /// beginning (see [`prefix`](self#prefix-caching)); 0 turns prefix caching off.
+    /// beginning (see the module documentation, "Prefix caching"); 0 turns prefix caching off.
     pub prefix_cache: usize,
 }
 
