@@ -9,8 +9,8 @@
 //! concatenation — and attends over the narrowed view of the first `rows` slots, no copy.
 //!
 //! Slots stay dense: a leaving sequence's slot receives the last slot's contents (one row
-//! copy), so slot `i` is always `running[i]`. Capacity grows by doubling when a sequence needs
-//! more positions (one copy of the buffers); it never shrinks while the engine runs.
+//! copy), so slot `i` is always `running[i]`. Capacity grows by half (in blocks of 256 positions)
+//! when a sequence needs more (one copy of the buffers); it never shrinks while the engine runs.
 
 use burn::tensor::{Device, Tensor};
 
@@ -56,12 +56,17 @@ impl SlotCache {
         self.lens[slot]
     }
 
-    /// Make room for `positions` positions per slot (doubling, so growth is rare).
+    /// Make room for `positions` positions per slot.
     pub(crate) fn reserve(&mut self, positions: usize, num_layers: usize) {
         if positions <= self.capacity && !self.layers.is_empty() {
             return;
         }
-        let capacity = positions.next_power_of_two().max(64);
+        // Growth by half at least (so copies stay rare), in whole blocks of 256 positions
+        // (so memory stays close to what the longest sequence needs).
+        let capacity = positions
+            .max(self.capacity + self.capacity / 2)
+            .div_ceil(256)
+            * 256;
         let shape = [self.slots, self.kv_heads, capacity, self.head_dim];
         let old = std::mem::take(&mut self.layers);
         let old_capacity = self.capacity;
