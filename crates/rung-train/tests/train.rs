@@ -8,7 +8,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use rung_model::{LoraConfig, LoraTarget};
-use rung_train::loss::{MicroBatch, micro_loss};
+use rung_train::loss::{MicroBatch, micro_loss, micro_loss_dense};
 use rung_train::optim::{HostGrads, collect_grads, param_values};
 use rung_train::{TrainConfig, Trainer};
 
@@ -554,4 +554,135 @@ fn bad_configs_and_checkpoints_are_clear_errors() {
     std::fs::write(ckpt.join("model.bpk"), b"garbage").unwrap();
     let err = Trainer::resume(&c.output_dir).err().unwrap().to_string();
     assert!(err.contains("cannot load the model of checkpoint"), "{err}");
+}
+
+/// Loss sum, correct, supervised and gradients of `mbs` (one step, divisor `n`) by `f`.
+fn step_of(
+    t: &Trainer,
+    mbs: &[MicroBatch],
+    n: f64,
+    f: fn(&rung_model::CausalLm, &MicroBatch, f64) -> anyhow::Result<rung_train::loss::MicroLoss>,
+) -> (f64, usize, usize, HostGrads) {
+    let (mut loss, mut correct, mut sup) = (0.0, 0, 0);
+    let mut grads = HostGrads::new();
+    for mb in mbs {
+        let ml = f(t.model(), mb, n).unwrap();
+        loss += ml.loss_sum;
+        correct += ml.correct;
+        sup += ml.supervised;
+        let gp = GradientsParams::from_grads(ml.loss.backward(), t.model());
+        collect_grads(t.model(), &gp, &mut grads);
+    }
+    (loss, correct, sup, grads)
+}
+
+/// Every gradient of `a` equals `b`'s within `tol` relative to the tensor's largest entry.
+fn assert_grads_close(a: &HostGrads, b: &HostGrads, tol: f32, what: &str) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: same parameters"
+    );
+    let (mut worst, mut nonzero) = (0f32, 0);
+    for (k, ga) in a {
+        let gb = &b[k];
+        let scale = ga.iter().chain(gb).fold(0f32, |m, x| m.max(x.abs()));
+        if scale == 0.0 {
+            assert!(gb.iter().all(|&x| x == 0.0), "{what}: gradient of {k}");
+            continue;
+        }
+        nonzero += 1;
+        let diff = ga
+            .iter()
+            .zip(gb)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        worst = worst.max(diff / scale);
+        assert!(
+            diff <= tol * scale,
+            "{what}: gradient of {k}: {diff:e} vs scale {scale:e}"
+        );
+    }
+    assert!(nonzero > 0, "{what}: some gradient is non-zero");
+    eprintln!("{what}: {nonzero} gradients, worst relative difference {worst:e}");
+}
+
+fn assert_rel(a: f64, b: f64, tol: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= tol * a.abs().max(b.abs()),
+        "{what}: {a} vs {b}"
+    );
+}
+
+#[test]
+fn supervised_only_loss_equals_the_dense_path() {
+    for lora in [false, true] {
+        for pack in [None, Some(150)] {
+            let dir = tmp(&format!("sparse-{lora}-{pack:?}"));
+            let mut c = config(&dir, 5);
+            c.batch_size = 3;
+            c.pack_length = pack;
+            if lora {
+                c.lora = Some(LoraConfig {
+                    rank: 4,
+                    alpha: 8.0,
+                    dropout: 0.0,
+                    use_rslora: false,
+                    target_modules: LoraTarget::ALL.to_vec(),
+                    ..LoraConfig::default()
+                });
+            }
+            let t = Trainer::new(c).unwrap();
+            for batch in t.epoch_batches(1) {
+                let what = format!("lora {lora}, pack {pack:?}, {} rows", batch.rows);
+                let whole = MicroBatch::split(batch, batch.rows, pack.is_some());
+                let n = whole[0].supervised() as f64;
+                let dense = step_of(&t, &whole, n, micro_loss_dense);
+                for micro in [batch.rows, 1] {
+                    let mbs = MicroBatch::split(batch, micro, pack.is_some());
+                    let sparse = step_of(&t, &mbs, n, micro_loss);
+                    assert_rel(sparse.0, dense.0, 1e-5, &what);
+                    assert_eq!((sparse.1, sparse.2), (dense.1, dense.2), "{what}");
+                    assert!(dense.2 > 0 && dense.0 > 0.0);
+                    assert_grads_close(&sparse.3, &dense.3, 1e-5, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_batches_give_the_unpacked_loss_and_gradient() {
+    let dir = tmp("packing");
+    let mut c = config(&dir.join("plain"), 6);
+    c.batch_size = 2;
+    let mut p = c.clone();
+    p.output_dir = dir.join("packed");
+    p.pack_length = Some(p.max_seq_len);
+    let (plain, packed) = (Trainer::new(c).unwrap(), Trainer::new(p).unwrap());
+    assert_same(&param_values(plain.model()), &param_values(packed.model()));
+    let epoch = |t: &Trainer, pack: bool| {
+        let mbs: Vec<MicroBatch> = t
+            .epoch_batches(1)
+            .iter()
+            .flat_map(|b| MicroBatch::split(b, b.rows, pack))
+            .collect();
+        let n: usize = mbs.iter().map(MicroBatch::supervised).sum();
+        (mbs.len(), step_of(t, &mbs, n as f64, micro_loss))
+    };
+    let (rows_plain, a) = epoch(&plain, false);
+    let (rows_packed, b) = epoch(&packed, true);
+    let packed_rows: usize = packed.epoch_batches(1).iter().map(|b| b.rows).sum();
+    let samples: usize = packed
+        .epoch_batches(1)
+        .iter()
+        .flat_map(|b| &b.samples)
+        .map(Vec::len)
+        .sum();
+    eprintln!(
+        "{rows_plain} plain batches, {rows_packed} packed batches, {packed_rows} packed rows for {samples} samples"
+    );
+    assert!(packed_rows < samples, "some row holds two samples");
+    assert_eq!(a.2, b.2, "same supervised targets");
+    assert_rel(a.0, b.0, 1e-5, "epoch loss");
+    assert_grads_close(&a.3, &b.3, 1e-5, "packed vs plain");
 }
