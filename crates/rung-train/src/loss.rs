@@ -29,6 +29,8 @@ pub struct MicroBatch {
     pub ids: Vec<u32>,
     /// Loss mask, row-major.
     pub mask: Vec<u8>,
+    /// Literal mask (copied task-specific values, see `rung_curriculum::literal`), row-major.
+    pub literal: Vec<u8>,
     /// Position ids.
     pub positions: Vec<u32>,
     /// Segment ids (0 = padding).
@@ -53,6 +55,7 @@ impl MicroBatch {
                     seq: s,
                     ids: batch.input_ids[r.clone()].to_vec(),
                     mask: batch.loss_mask[r.clone()].to_vec(),
+                    literal: batch.literal_mask[r.clone()].to_vec(),
                     positions: batch.position_ids[r.clone()].to_vec(),
                     segments: batch.segment_ids[r].to_vec(),
                     lengths: batch.lengths[start..end].to_vec(),
@@ -99,6 +102,10 @@ pub struct MicroLoss {
     pub correct: usize,
     /// Supervised targets.
     pub supervised: usize,
+    /// Literal targets (supervised targets inside copied literals) predicted correctly.
+    pub literal_correct: usize,
+    /// Literal targets.
+    pub literal: usize,
 }
 
 /// The forward inputs of `micro` as tensors: ids `[rows, seq]` and the forward options
@@ -140,11 +147,24 @@ fn scalar(t: Tensor<1>) -> f64 {
 /// [`micro_loss_dense`] (the all-positions path) up to float rounding.
 pub fn micro_loss(model: &CausalLm, micro: &MicroBatch, divisor: f64) -> anyhow::Result<MicroLoss> {
     let (b, s) = (micro.rows, micro.seq);
+    if micro.literal.len() != micro.ids.len() {
+        anyhow::bail!(
+            "micro-batch has {} ids but {} literal flags",
+            micro.ids.len(),
+            micro.literal.len()
+        );
+    }
     let (ids, options) = forward_inputs(model, micro)?;
     let hidden = model.hidden_states(ids, &options, None)?;
     let dim = hidden.dims()[2];
     let weights = micro.target_weights();
     // Row `r*s + t` of the flattened hidden states predicts token `r*s + t + 1`.
+    let literal: Vec<bool> = weights
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| **w > 0.0)
+        .map(|(i, _)| micro.literal[(i / (s - 1)) * s + i % (s - 1) + 1] == 1)
+        .collect();
     let (rows, targets): (Vec<i64>, Vec<i64>) = weights
         .iter()
         .enumerate()
@@ -164,6 +184,8 @@ pub fn micro_loss(model: &CausalLm, micro: &MicroBatch, divisor: f64) -> anyhow:
             loss_sum: 0.0,
             correct: 0,
             supervised: 0,
+            literal_correct: 0,
+            literal: 0,
         });
     }
     let device = model.device();
@@ -181,11 +203,18 @@ pub fn micro_loss(model: &CausalLm, micro: &MicroBatch, divisor: f64) -> anyhow:
         .convert::<i64>()
         .to_vec::<i64>()
         .expect("argmax ids");
-    let correct = predicted
+    let hits: Vec<bool> = predicted
         .iter()
         .zip(&targets)
-        .filter(|(p, t)| p == t)
+        .map(|(p, t)| p == t)
+        .collect();
+    let correct = hits.iter().filter(|&&h| h).count();
+    let literal_correct = hits
+        .iter()
+        .zip(&literal)
+        .filter(|(h, l)| **h && **l)
         .count();
+    let literal = literal.iter().filter(|&&l| l).count();
 
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [supervised, 1]), &device);
     let sum = log_softmax(logits, 1).gather(1, targets).neg().sum();
@@ -196,6 +225,8 @@ pub fn micro_loss(model: &CausalLm, micro: &MicroBatch, divisor: f64) -> anyhow:
         loss_sum,
         correct,
         supervised,
+        literal_correct,
+        literal,
     })
 }
 
@@ -234,11 +265,13 @@ pub fn micro_loss_dense(
         .convert::<i64>()
         .to_vec::<i64>()
         .expect("argmax ids");
-    let correct = predicted
-        .iter()
-        .zip(&targets_host)
-        .zip(&weights_host)
-        .filter(|((p, t), w)| **w > 0.0 && p == t)
+    let hit = |i: usize| weights_host[i] > 0.0 && predicted[i] == targets_host[i];
+    let is_literal = |i: usize| micro.literal[(i / (s - 1)) * s + i % (s - 1) + 1] == 1;
+    let n = weights_host.len();
+    let correct = (0..n).filter(|&i| hit(i)).count();
+    let literal_correct = (0..n).filter(|&i| hit(i) && is_literal(i)).count();
+    let literal = (0..n)
+        .filter(|&i| weights_host[i] > 0.0 && is_literal(i))
         .count();
 
     let nll = log_softmax(logits, 2).gather(2, targets).neg() * weights;
@@ -250,5 +283,7 @@ pub fn micro_loss_dense(
         loss_sum,
         correct,
         supervised,
+        literal_correct,
+        literal,
     })
 }

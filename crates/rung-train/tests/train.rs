@@ -96,6 +96,7 @@ fn masked_tokens_do_not_change_loss_or_gradients() {
             seq,
             ids: vec![],
             mask: vec![],
+            literal: vec![],
             positions: vec![],
             segments: vec![],
             ..mb.clone()
@@ -108,16 +109,19 @@ fn masked_tokens_do_not_change_loss_or_gradients() {
                     let j = row.start + i;
                     e.ids.push(mb.ids[j]);
                     e.mask.push(mb.mask[j]);
+                    e.literal.push(mb.literal[j]);
                     e.positions.push(mb.positions[j]);
                     e.segments.push(mb.segments[j]);
                 } else if i < len + extra {
                     e.ids.push(10 + offset + (i as u32 * 13) % 200);
                     e.mask.push(0);
+                    e.literal.push(0);
                     e.positions.push(i as u32);
                     e.segments.push(1);
                 } else {
                     e.ids.push(0);
                     e.mask.push(0);
+                    e.literal.push(0);
                     e.positions.push(0);
                     e.segments.push(0);
                 }
@@ -557,12 +561,10 @@ fn bad_configs_and_checkpoints_are_clear_errors() {
 }
 
 /// Loss sum, correct, supervised and gradients of `mbs` (one step, divisor `n`) by `f`.
-fn step_of(
-    t: &Trainer,
-    mbs: &[MicroBatch],
-    n: f64,
-    f: fn(&rung_model::CausalLm, &MicroBatch, f64) -> anyhow::Result<rung_train::loss::MicroLoss>,
-) -> (f64, usize, usize, HostGrads) {
+type LossFn =
+    fn(&rung_model::CausalLm, &MicroBatch, f64) -> anyhow::Result<rung_train::loss::MicroLoss>;
+
+fn step_of(t: &Trainer, mbs: &[MicroBatch], n: f64, f: LossFn) -> (f64, usize, usize, HostGrads) {
     let (mut loss, mut correct, mut sup) = (0.0, 0, 0);
     let mut grads = HostGrads::new();
     for mb in mbs {
@@ -642,6 +644,16 @@ fn supervised_only_loss_equals_the_dense_path() {
                     let sparse = step_of(&t, &mbs, n, micro_loss);
                     assert_rel(sparse.0, dense.0, 1e-5, &what);
                     assert_eq!((sparse.1, sparse.2), (dense.1, dense.2), "{what}");
+                    for mb in &mbs {
+                        let (a, b) = (
+                            micro_loss(t.model(), mb, n).unwrap(),
+                            micro_loss_dense(t.model(), mb, n).unwrap(),
+                        );
+                        assert_eq!(
+                            (a.literal, a.literal_correct),
+                            (b.literal, b.literal_correct)
+                        );
+                    }
                     assert!(dense.2 > 0 && dense.0 > 0.0);
                     assert_grads_close(&sparse.3, &dense.3, 1e-5, &what);
                 }
@@ -685,4 +697,135 @@ fn packed_batches_give_the_unpacked_loss_and_gradient() {
     assert_eq!(a.2, b.2, "same supervised targets");
     assert_rel(a.0, b.0, 1e-5, "epoch loss");
     assert_grads_close(&a.3, &b.3, 1e-5, "packed vs plain");
+}
+
+/// Argmax predictions of every position of `mb`'s rows, by the full forward pass.
+fn argmax_all(t: &Trainer, mb: &MicroBatch) -> Vec<u32> {
+    let ids: Vec<i64> = mb.ids.iter().map(|&x| i64::from(x)).collect();
+    let x = Tensor::<2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(ids, [mb.rows, mb.seq]),
+        &t.model().device(),
+    );
+    let options = rung_model::ForwardOptions {
+        attention_mask: Some(rung_model::AttentionMask::right_padded(&mb.lengths, mb.seq).unwrap()),
+        position_ids: Some(mb.positions.iter().map(|&p| i64::from(p)).collect()),
+        segment_ids: None,
+    };
+    let logits = t.model().forward_with(x, &options, None).unwrap();
+    logits
+        .argmax(2)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
+}
+
+#[test]
+fn literal_accuracy_counts_only_literal_targets() {
+    let dir = tmp("literal-acc");
+    let t = Trainer::new(config(&dir, 2)).unwrap();
+    let batch = t.epoch_batches(1)[0].clone();
+    let mut mb = MicroBatch::split(&batch, 1, false).remove(0);
+    let predicted = argmax_all(&t, &mb);
+    // Mark four supervised targets as literal by hand: two the model gets right and two it
+    // gets wrong where it has them, else any four.
+    let supervised: Vec<usize> = (1..mb.lengths[0]).filter(|&i| mb.mask[i] == 1).collect();
+    let (right, wrong): (Vec<usize>, Vec<usize>) = supervised
+        .iter()
+        .partition(|&&i| predicted[i - 1] == mb.ids[i]);
+    let chosen: Vec<usize> = right
+        .iter()
+        .take(2)
+        .chain(wrong.iter().take(2))
+        .copied()
+        .collect();
+    mb.literal = vec![0; mb.ids.len()];
+    for &i in &chosen {
+        mb.literal[i] = 1;
+    }
+    // A literal flag on an unsupervised token does not count.
+    let unsupervised = (1..mb.lengths[0]).find(|&i| mb.mask[i] == 0).unwrap();
+    mb.literal[unsupervised] = 1;
+    let want = chosen
+        .iter()
+        .filter(|&&i| predicted[i - 1] == mb.ids[i])
+        .count();
+    let ml = micro_loss(t.model(), &mb, 1.0).unwrap();
+    assert_eq!(ml.literal, chosen.len());
+    assert_eq!(ml.literal_correct, want);
+    assert_eq!(ml.literal_correct, right.len().min(2));
+    let dense = micro_loss_dense(t.model(), &mb, 1.0).unwrap();
+    assert_eq!(
+        (dense.literal, dense.literal_correct),
+        (ml.literal, ml.literal_correct)
+    );
+    // A literal mask of the wrong length is refused.
+    mb.literal.pop();
+    assert!(micro_loss(t.model(), &mb, 1.0).is_err());
+}
+
+#[test]
+fn validation_reports_literal_accuracy_on_copied_values() {
+    let dir = tmp("literal-val");
+    // Episodes 10.. copy their two-digit index from the instruction into both code cells.
+    let mut c = config(&dir, 14);
+    c.validation_fraction = 0.25;
+    c.epochs = 1;
+    let mut t = Trainer::new(c).unwrap();
+    let tok = rung_model::tokenizer::Tokenizer::from_file(dir.join("run/tokenizer.json")).unwrap();
+    let mut runs = Vec::new();
+    for batch in t.epoch_batches(1) {
+        for r in 0..batch.rows {
+            let row = r * batch.seq_len..(r + 1) * batch.seq_len;
+            let (ids, lit, mask) = (
+                &batch.input_ids[row.clone()],
+                &batch.literal_mask[row.clone()],
+                &batch.loss_mask[row],
+            );
+            assert!(
+                lit.iter().zip(mask).all(|(&l, &m)| l <= m),
+                "literal ⊆ supervised"
+            );
+            let mut i = 0;
+            while i < ids.len() {
+                if lit[i] == 1 {
+                    let start = i;
+                    while i < ids.len() && lit[i] == 1 {
+                        i += 1;
+                    }
+                    runs.push(tok.decode(&ids[start..i]).unwrap());
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+    // Training holds episodes 10 (its "10" twice); 0..9 have one-digit values only.
+    assert!(!runs.is_empty());
+    for run in &runs {
+        let digits: String = run.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(
+            digits, "10",
+            "a literal run decodes to the copied value: {run:?}"
+        );
+    }
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let summary = t.run().unwrap();
+    let n = summary.final_val_literal_tokens.unwrap();
+    assert!(n >= 6, "3 validation episodes copy their index twice: {n}");
+    let acc = summary.final_val_literal_accuracy.unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let epoch: serde_json::Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["kind"] == "epoch")
+        .unwrap();
+    assert_eq!(epoch["val_literal_tokens"].as_u64(), Some(n as u64));
+    assert_eq!(epoch["val_literal_accuracy"].as_f64(), Some(acc));
+    let v = t.validate().unwrap().unwrap();
+    assert_eq!(v.literal_tokens, n);
 }
