@@ -7,7 +7,8 @@
 //!
 //! Arguments: data, role, batch size (rows), `max_seq_len`, measured steps (0: padding only).
 //! For each of "no packing" and "packing to `max_seq_len`" it prints the first epoch's rows,
-//! real and padded tokens (padding = the share of computed positions that are padding) and,
+//! real and padded tokens (padding = the share of computed positions that are padding), the
+//! literal tokens' share of the supervised ones (`rung_curriculum::literal`) and,
 //! with steps > 0, the trainer's tokens/s over that many steps after one warmup step. Packing
 //! trades padding for longer rows: attention over a packed row costs its full length squared
 //! (masked block-diagonally), so only the measured tokens/s says whether it pays.
@@ -50,6 +51,11 @@ fn main() -> anyhow::Result<()> {
         let real: usize = batches.iter().flat_map(|b| &b.lengths).sum();
         let padded: usize = batches.iter().map(|b| b.rows * b.seq_len).sum();
         let supervised: usize = batches.iter().map(|b| b.supervised_tokens()).sum();
+        let literal: usize = batches
+            .iter()
+            .flat_map(|b| &b.literal_mask)
+            .filter(|&&l| l == 1)
+            .count();
         let measured: usize = batches
             .iter()
             .skip(1)
@@ -59,9 +65,11 @@ fn main() -> anyhow::Result<()> {
         let n_batches = batches.len();
         print!(
             "pack {pack:?}: {n_batches} steps, {rows} rows for {samples} samples, {real} real of \
-             {padded} computed tokens (padding {:.1}%), supervised {:.1}% of real",
+             {padded} computed tokens (padding {:.1}%), supervised {:.1}% of real, literal \
+             {:.1}% of supervised",
             100.0 * (padded - real) as f64 / padded as f64,
-            100.0 * supervised as f64 / real as f64
+            100.0 * supervised as f64 / real as f64,
+            100.0 * literal as f64 / supervised.max(1) as f64
         );
         if steps > 0 && n_batches > steps {
             t.run_steps(Some(1))?;
