@@ -23,15 +23,17 @@ pub(crate) struct ApiCall {
     pub keywords: Vec<(String, Range<usize>)>,
 }
 
-/// Splits gold code into its leading login lines (the passwords look-up and `<app>_token =
-/// apis.<app>.login(…)` lines) and the rest.
+/// Splits gold code into its leading login lines (the profile and passwords look-ups and
+/// `<app>_token = apis.<app>.login(…)` lines) and the rest.
 pub(crate) fn split_login(code: &str) -> (Option<String>, String) {
     let lines: Vec<&str> = code.lines().collect();
     let login = lines
         .iter()
         .take_while(|line| {
             let line = line.trim_start();
-            line.starts_with("passwords = ") || is_login_line(line)
+            line.starts_with("profile = apis.supervisor.show_profile()")
+                || line.starts_with("passwords = ")
+                || is_login_line(line)
         })
         .count();
     let head = lines[..login].join("\n");
@@ -293,13 +295,14 @@ fn parse_call(code: &str, i: usize) -> Option<(ApiCall, usize)> {
 mod tests {
     use super::*;
 
-    const GOLD: &str = "passwords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\nphone_token = apis.phone.login(username=\"5551121568\", password=passwords[\"phone\"])[\"access_token\"]\nson = apis.phone.search_contacts(access_token=phone_token, relationship=\"son\")[0]\nprint(son)";
+    const GOLD: &str = "profile = apis.supervisor.show_profile()\npasswords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\nphone_token = apis.phone.login(username=profile[\"phone_number\"], password=passwords[\"phone\"])[\"access_token\"]\nson = apis.phone.search_contacts(access_token=phone_token, relationship=\"son\")[0]\nprint(son)";
 
     #[test]
     fn login_lines_are_split_off() {
         let (login, body) = split_login(GOLD);
         let login = login.unwrap();
-        assert!(login.starts_with("passwords = ") && login.ends_with("[\"access_token\"]"));
+        assert!(login.starts_with("profile = ") && login.ends_with("[\"access_token\"]"));
+        assert_eq!(login.lines().count(), 3);
         assert_eq!(
             body,
             "son = apis.phone.search_contacts(access_token=phone_token, relationship=\"son\")[0]\nprint(son)"

@@ -100,26 +100,32 @@ impl<'a> Builder<'a> {
     }
 
     /// Code that logs in to `app` unless an earlier sub-task did; the token is `<app>_token`.
+    ///
+    /// The first login of a task reads the supervisor's profile and account passwords, and
+    /// every login takes its username (email, or phone number for the phone app) from that
+    /// profile rather than as a literal: the gold code then depends on reading an API result,
+    /// not on copying per-person digits a model has no way to know.
     pub fn login(&mut self, app: &'static str) -> String {
         if self.logged_in.contains(app) {
             return String::new();
         }
         let mut code = String::new();
         if self.logged_in.is_empty() {
+            self.names.insert("profile".to_owned());
+            self.names.insert("passwords".to_owned());
+            code.push_str("profile = apis.supervisor.show_profile()\n");
             code.push_str(
                 "passwords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\n",
             );
         }
         self.logged_in.insert(app);
-        let me = self.db.person(self.me);
-        let username = if app == "phone" {
-            &me.phone_number
+        let field = if app == "phone" {
+            "phone_number"
         } else {
-            &me.email
+            "email"
         };
         code.push_str(&format!(
-            "{app}_token = apis.{app}.login(username={}, password=passwords[\"{app}\"])[\"access_token\"]\n",
-            lit(username)
+            "{app}_token = apis.{app}.login(username=profile[\"{field}\"], password=passwords[\"{app}\"])[\"access_token\"]\n"
         ));
         code
     }
