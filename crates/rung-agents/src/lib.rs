@@ -17,6 +17,7 @@
 pub mod apps;
 pub mod appworld_gold;
 mod budget;
+pub mod corpus;
 mod error;
 pub mod expert;
 pub mod gold;

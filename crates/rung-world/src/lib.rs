@@ -16,6 +16,7 @@ pub mod population;
 pub mod sandbox;
 pub mod tasks;
 pub mod time;
+pub mod walks;
 pub mod world;
 
 pub use env::EmbeddedWorld;

@@ -34,7 +34,7 @@ use crate::gold::{GoldPlan, GoldSource};
 use crate::policy::{Completion, EpisodeContext, Policy, PolicyError};
 use crate::prompts::{self, OrchestratorOutput, SubtaskSpec};
 use crate::system::System;
-use cells::report_from;
+pub(crate) use cells::report_from;
 use script::{Script, Step};
 
 /// The name experts go by in trajectories.
