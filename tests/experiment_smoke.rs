@@ -42,6 +42,47 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     let report = std::fs::read_to_string(&outcome.report).unwrap();
     let results = read_results(&outcome.results);
 
+    // One corpus and one pretrained tiny base, shared by all six role models.
+    let stages = started(&events(&out));
+    assert_eq!(
+        stages.iter().filter(|s| *s == "corpus").count(),
+        1,
+        "{stages:?}"
+    );
+    assert_eq!(
+        stages.iter().filter(|s| *s == "pretrain").count(),
+        1,
+        "{stages:?}"
+    );
+    let base: Vec<_> = std::fs::read_dir(out.join("stages/pretrain"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(base.len(), 1);
+    let base_done: Value =
+        serde_json::from_str(&std::fs::read_to_string(base[0].join("done.json")).unwrap()).unwrap();
+    assert!(
+        base_done["tokens"].as_u64().unwrap() > 10_000,
+        "{base_done}"
+    );
+    let base_dir = base_done["model_dir"].as_str().unwrap().to_owned();
+    let mut fine_tuned = 0;
+    for stage in std::fs::read_dir(out.join("stages/train")).unwrap() {
+        let run = stage.unwrap().path().join("run/config.json");
+        let train: Value = serde_json::from_str(&std::fs::read_to_string(&run).unwrap()).unwrap();
+        assert_eq!(
+            train["model"]["hf_dir"].as_str(),
+            Some(base_dir.as_str()),
+            "{} fine-tunes the base",
+            run.display()
+        );
+        fine_tuned += 1;
+    }
+    assert_eq!(
+        fine_tuned, 6,
+        "1 single + 2 two-agent roles, × prost and all"
+    );
+
     // Every run was trained and evaluated on the headline split.
     assert_eq!(results.runs.len(), 4);
     for run in &results.runs {

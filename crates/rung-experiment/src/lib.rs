@@ -23,6 +23,7 @@ pub mod pareto;
 pub mod pipeline;
 pub mod plan;
 pub mod plots;
+pub mod pretrain;
 pub mod progress;
 pub mod report;
 pub mod results;

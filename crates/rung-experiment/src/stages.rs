@@ -264,6 +264,8 @@ pub struct JobFiles<'a> {
     pub output_dir: &'a Path,
     /// The shared tokenizer, if any.
     pub tokenizer: Option<&'a Path>,
+    /// The world-pretrained base the model fine-tunes (an HF-format directory), if any.
+    pub base: Option<&'a Path>,
 }
 
 /// The `rung train` config of one role's model: `[training]`, then the model's own training
@@ -291,6 +293,7 @@ pub fn train_config_for(
         .as_object_mut()
         .ok_or_else(|| anyhow::anyhow!("`training` must be a table"))?;
     let model_spec = match (&entry.preset, &entry.hf) {
+        (Some(_), _) if files.base.is_some() => json!({"hf_dir": files.base}),
         (Some(preset), _) => json!({"preset": preset}),
         (None, Some(hf)) => {
             // Validation must not need the weights; a missing model fails at training time.
@@ -375,13 +378,18 @@ pub fn train_stage(
     data_key: &str,
     validation_key: &str,
     tokenizer_key: Option<&str>,
+    base_key: Option<&str>,
 ) -> Stage {
-    let inputs = json!({
+    let mut inputs = json!({
         "role": job.role, "model": config.models[&job.model],
         "curriculum": config.schedules[&job.schedule], "seed": job.seed,
         "training": config.training, "data": data_key, "validation": validation_key,
         "tokenizer": tokenizer_key, "checkpoint": config.evaluation.checkpoint,
     });
+    // Only pretrained models name a base, so from-scratch stages keep their keys.
+    if let Some(base) = base_key {
+        inputs["base"] = json!(base);
+    }
     store.stage(StageKind::Train, &job.name(), &inputs)
 }
 
@@ -393,6 +401,7 @@ pub fn train(
     data: &DataOutput,
     validation: &DataOutput,
     tokenizer: Option<&(PathBuf, String)>,
+    base: Option<&crate::pretrain::PretrainOutput>,
 ) -> Result<TrainOutput, ExperimentError> {
     let entry = &config.models[&job.model];
     let curriculum = &config.schedules[&job.schedule];
@@ -403,6 +412,7 @@ pub fn train(
         &data.key,
         &validation.key,
         tokenizer.map(|t| t.1.as_str()),
+        base.map(|b| b.key.as_str()),
     );
     if let Some(done) = store.done(&stage)? {
         return parse_done(&stage, done);
@@ -413,6 +423,7 @@ pub fn train(
         validation: &validation.trajectories,
         output_dir: &run_dir,
         tokenizer: tokenizer.map(|t| t.0.as_path()),
+        base: base.map(|b| b.model_dir.as_path()),
     };
     let train_config = train_config_for(config, &job.model, job.role, curriculum, job.seed, files)
         .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
@@ -462,7 +473,10 @@ pub fn train(
 }
 
 /// Per-epoch costs from a run's `metrics.jsonl`.
-fn epoch_costs(metrics: &Path, flops_per_token: f64) -> Result<Vec<EpochCost>, ExperimentError> {
+pub(crate) fn epoch_costs(
+    metrics: &Path,
+    flops_per_token: f64,
+) -> Result<Vec<EpochCost>, ExperimentError> {
     let text = std::fs::read_to_string(metrics).map_err(|e| io(metrics, e))?;
     let mut epochs: BTreeMap<usize, EpochCost> = BTreeMap::new();
     for line in text.lines() {

@@ -29,6 +29,10 @@ pub enum StageKind {
     Data,
     /// The shared tokenizer.
     Tokenizer,
+    /// The world-pretraining corpus.
+    Corpus,
+    /// A preset's world-pretrained base model.
+    Pretrain,
     /// One role's model.
     Train,
     /// One run on one split (or one shard of it).
@@ -39,9 +43,11 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 5] = [
+    pub const ALL: [StageKind; 7] = [
         StageKind::Data,
         StageKind::Tokenizer,
+        StageKind::Corpus,
+        StageKind::Pretrain,
         StageKind::Train,
         StageKind::Eval,
         StageKind::Report,
@@ -52,6 +58,8 @@ impl StageKind {
         match self {
             StageKind::Data => "data",
             StageKind::Tokenizer => "tokenizer",
+            StageKind::Corpus => "corpus",
+            StageKind::Pretrain => "pretrain",
             StageKind::Train => "train",
             StageKind::Eval => "eval",
             StageKind::Report => "report",

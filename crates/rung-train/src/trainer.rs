@@ -325,6 +325,11 @@ impl Trainer {
             ModelSpec::Preset(_) => {
                 CausalLm::new(&mc, &device).map_err(|e| anyhow::anyhow!("{e}"))?
             }
+            // A checkpoint of an earlier rung run (a world-pretrained base) is a burn record;
+            // anything else is an HF model directory.
+            ModelSpec::HfDir(dir) if dir.join(rung_model::checkpoint::RECORD_FILE).is_file() => {
+                rung_model::load_checkpoint(dir, &device).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
             ModelSpec::HfDir(dir) => {
                 rung_model::load_hf_model(&ModelSource::Dir(dir.clone()), &device)
                     .map_err(|e| anyhow::anyhow!("{e}"))?

@@ -160,7 +160,10 @@ fn weight(config: &ExperimentConfig, plan: &StagePlan, node: usize) -> f64 {
         p * tasks / 3e6
     };
     match &plan.nodes[node].step {
-        Step::Data { .. } | Step::Tokenizer => 1.0,
+        Step::Data { .. } | Step::Tokenizer | Step::Corpus => 1.0,
+        Step::Pretrain { preset } => {
+            rung_model::ModelConfig::preset(preset).map_or(1.0, |m| m.num_params() as f64) / 1e5
+        }
         Step::Train(job) => params(config, &job.model) * epochs(config) / 1e5,
         Step::Eval { run, .. } => eval(*run),
         Step::Shard { run, of, .. } => eval(*run) / *of as f64,

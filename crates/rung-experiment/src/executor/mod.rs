@@ -18,6 +18,7 @@ use crate::ExperimentError;
 use crate::config::{ExperimentConfig, TokenizerConfig, split_name};
 use crate::episodes::Episodes;
 use crate::graph::{StagePlan, Step};
+use crate::pretrain::{CorpusOutput, PretrainOutput};
 use crate::results::RunResult;
 use crate::shards::{self, ShardOutput};
 use crate::stages::{self, DataOutput, EvalOutput, TrainOutput};
@@ -63,6 +64,10 @@ pub enum Output {
     Data(DataOutput),
     /// The trained tokenizer (file and key).
     Tokenizer(Option<(PathBuf, String)>),
+    /// The world-pretraining corpus.
+    Corpus(CorpusOutput),
+    /// A preset's pretrained base model.
+    Pretrain(Box<PretrainOutput>),
     /// A trained model.
     Train(Box<TrainOutput>),
     /// An evaluation (unsharded or merged).
@@ -161,6 +166,27 @@ impl Context<'_> {
         }
     }
 
+    fn corpus(&self, outputs: &mut Outputs) -> Result<CorpusOutput, ExperimentError> {
+        let node = self
+            .plan
+            .corpus
+            .expect("pretraining nodes come with a corpus node");
+        self.ensure(node, outputs)?;
+        match &outputs[&node] {
+            Output::Corpus(c) => Ok(c.clone()),
+            _ => unreachable!("the corpus node gives the corpus"),
+        }
+    }
+
+    fn base(&self, preset: &str, outputs: &mut Outputs) -> Result<PretrainOutput, ExperimentError> {
+        let node = self.plan.pretrain[preset];
+        self.ensure(node, outputs)?;
+        match &outputs[&node] {
+            Output::Pretrain(p) => Ok((**p).clone()),
+            _ => unreachable!("pretraining nodes give base models"),
+        }
+    }
+
     fn trained(
         &self,
         run: usize,
@@ -217,10 +243,26 @@ impl Context<'_> {
                 }
                 Output::Tokenizer(stages::tokenizer(config, store, &train)?)
             }
+            Step::Corpus => Output::Corpus(crate::pretrain::corpus(config, store)?),
+            Step::Pretrain { preset } => {
+                let corpus = self.corpus(outputs)?;
+                let tokenizer = self.tokenizer(outputs)?;
+                Output::Pretrain(Box::new(crate::pretrain::pretrain(
+                    config,
+                    store,
+                    &preset,
+                    &corpus,
+                    tokenizer.as_ref(),
+                )?))
+            }
             Step::Train(job) => {
                 let data = self.data(job.system, true, outputs)?;
                 let validation = self.data(job.system, false, outputs)?;
                 let tokenizer = self.tokenizer(outputs)?;
+                let base = match config.pretrained_preset(&job.model) {
+                    Some(preset) => Some(self.base(preset, outputs)?),
+                    None => None,
+                };
                 Output::Train(Box::new(stages::train(
                     config,
                     store,
@@ -228,6 +270,7 @@ impl Context<'_> {
                     &data,
                     &validation,
                     tokenizer.as_ref(),
+                    base.as_ref(),
                 )?))
             }
             Step::Eval { run, split } => {
@@ -329,6 +372,16 @@ pub fn describe(plan: &StagePlan, node: usize, output: &Output) -> String {
     match output {
         Output::Data(d) => format!("{id}: {} episodes", d.episodes),
         Output::Tokenizer(_) => id.clone(),
+        Output::Corpus(c) => format!(
+            "{id}: {} walks, {} conversations ({} failed cells)",
+            c.report.walks, c.report.conversations, c.report.failed_cells
+        ),
+        Output::Pretrain(p) => format!(
+            "{id} ({} tokens, {:.2e} FLOPs, val loss {})",
+            p.tokens,
+            p.flops,
+            p.final_val_loss.map_or("–".into(), |v| format!("{v:.3}")),
+        ),
         Output::Train(t) => format!(
             "{id} ({} tokens, {:.2e} FLOPs, val loss {})",
             t.tokens,
