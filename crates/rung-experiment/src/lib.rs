@@ -15,6 +15,8 @@
 
 #![warn(missing_docs)]
 
+pub mod ceiling;
+pub mod claims;
 pub mod config;
 pub mod episodes;
 pub mod executor;
@@ -26,9 +28,13 @@ pub mod plots;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod rng;
 pub mod shards;
 pub mod stages;
+pub mod stats;
 pub mod store;
+pub mod subsets;
+pub mod tables;
 
 use std::path::PathBuf;
 

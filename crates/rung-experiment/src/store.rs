@@ -27,6 +27,9 @@ const FORMAT: u32 = 1;
 pub enum StageKind {
     /// Expert trajectories (segmented into sub-tasks by the trainer's curriculum).
     Data,
+    /// The scripted experts on an evaluated split under the evaluation's budgets: the ceiling
+    /// the models are measured against.
+    Ceiling,
     /// The shared tokenizer.
     Tokenizer,
     /// One role's model.
@@ -39,8 +42,9 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 5] = [
+    pub const ALL: [StageKind; 6] = [
         StageKind::Data,
+        StageKind::Ceiling,
         StageKind::Tokenizer,
         StageKind::Train,
         StageKind::Eval,
@@ -51,6 +55,7 @@ impl StageKind {
     pub fn name(self) -> &'static str {
         match self {
             StageKind::Data => "data",
+            StageKind::Ceiling => "ceiling",
             StageKind::Tokenizer => "tokenizer",
             StageKind::Train => "train",
             StageKind::Eval => "eval",
@@ -67,7 +72,9 @@ impl std::str::FromStr for StageKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown stage `{s}`: expected data, tokenizer, train, eval or report")
+                format!(
+                    "unknown stage `{s}`: expected data, ceiling, tokenizer, train, eval or report"
+                )
             })
     }
 }

@@ -51,6 +51,9 @@ pub fn run(
         deps_done: false,
         episodes: &episodes,
     };
+    // Before any training: a config whose experts cannot reach 100% TGC under its budgets, or
+    // whose task subsets are impossible, is refused here.
+    let guards = context.guard()?;
     let weights: Vec<f64> = (0..plan.nodes.len())
         .map(|n| weight(config, &plan, n))
         .collect();
@@ -87,7 +90,13 @@ pub fn run(
             && store.finished() != reported_at
         {
             let results = context.results(run + 1, &mut outputs)?;
-            crate::report::write(config, &results, plan.runs.len(), &config.output_dir)?;
+            crate::report::write(
+                config,
+                &results,
+                plan.runs.len(),
+                &guards,
+                &config.output_dir,
+            )?;
             reported_at = store.finished();
         }
     }
