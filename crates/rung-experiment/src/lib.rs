@@ -7,6 +7,12 @@
 //! over seeds ([`results`]), finds the effectiveness–cost Pareto front ([`pareto`]) and writes
 //! `report.md`, `results.json` and plots ([`report`], [`plots`]).
 //!
+//! Before anything trains, guards check that the run can measure: the scripted experts must
+//! reach 100% TGC on the evaluated tasks under the evaluation's budgets ([`ceiling`]), and the
+//! task subsets are stratified by template, with evaluation held apart from validation
+//! ([`subsets`]). Configurations are compared task by task with paired statistics ([`stats`],
+//! [`claims`]).
+//!
 //! The stages form a plan with explicit edges ([`graph`]) that an executor runs: in this
 //! process ([`executor::local`]) or as one Slurm job per stage ([`executor::slurm`]).
 //!

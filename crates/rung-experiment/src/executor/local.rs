@@ -28,6 +28,30 @@ pub fn run(
         for run in &plan.runs {
             eprintln!("  run {}", run.name());
         }
+        // The task subsets cost nothing to pick: show their coverage, or why they are
+        // impossible (the expert ceiling needs episodes, so only a real run plays it).
+        match crate::subsets::Coverage::measure(config, &episodes(config)) {
+            Ok(c) => {
+                let splits: Vec<String> = c
+                    .splits
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {} tasks of {} templates ({} seen in training)",
+                            s.split, s.tasks, s.templates, s.seen_in_training
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "tasks: training {} tasks of {} templates (of {} in its split); evaluated: {}",
+                    c.train_tasks,
+                    c.train_templates,
+                    c.split_templates,
+                    splits.join("; ")
+                );
+            }
+            Err(e) => eprintln!("note: a real run would stop here: {e}"),
+        }
         if let Err(e) = backend {
             eprintln!("note: a real run would stop here: {e}");
         }
