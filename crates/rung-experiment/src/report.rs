@@ -323,7 +323,8 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
          averaged over seeds) and a two-sided sign-flip permutation test (exact up to {} \
          non-zero differences; with one seed it is the exact McNemar test). Supported: the \
          interval lies on the claimed side of 0 and p < 0.05; not supported: it lies on the \
-         other side (p < 0.05) or stays within {} points of 0 on the claimed side.\n",
+         other side (p < 0.05) or stays within {} points of 0 on the claimed side. Sub-task \
+         error is compared as each task's percentage of failed sub-tasks.\n",
         crate::stats::RESAMPLES,
         crate::stats::EXACT_MAX,
         crate::claims::MEANINGFUL,
