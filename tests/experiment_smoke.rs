@@ -148,6 +148,43 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     assert_eq!(results.claims.len(), 3);
     assert!(report.contains("ProST lowers sub-task error rates"));
 
+    // The guards: the experts complete every evaluated task under the smoke budgets, the task
+    // subsets cover one template per task, and every configuration has per-task outcomes, an
+    // interval, and a histogram of how its episodes ended.
+    assert_eq!(results.expert_ceiling.len(), 2, "one row per system");
+    for c in &results.expert_ceiling {
+        assert_eq!((c.tgc, c.episodes), (100.0, 6), "{c:?}");
+    }
+    let coverage = results.coverage.as_ref().expect("coverage measured");
+    assert_eq!(
+        (coverage.train_tasks, coverage.train_templates),
+        (12, 12),
+        "12 tasks of 12 templates (the split has {})",
+        coverage.split_templates
+    );
+    assert_eq!(coverage.splits[0].templates, 6);
+    for c in headline {
+        assert_eq!(c.task_success.len(), 6, "{}", c.label);
+        let interval = c.tgc_interval.expect("an interval");
+        assert!(interval.interval.contains(c.tgc.mean), "{}", c.label);
+        assert_eq!(c.ends.values().sum::<usize>(), 6, "{}", c.label);
+    }
+    assert!(
+        results
+            .comparisons
+            .iter()
+            .any(|c| c.paired.is_some_and(|p| p.tasks == 6)),
+        "prost and all compared task by task"
+    );
+    for section in [
+        "## Guards",
+        "expert ceiling",
+        "## Paired comparisons",
+        "parse failures/turn",
+    ] {
+        assert!(report.contains(section), "the report has `{section}`");
+    }
+
     // Each configuration's final validation loss is the mean of its runs' role models' losses,
     // and the report compares it between prost and all for both systems.
     for c in headline {

@@ -207,13 +207,15 @@ pub struct DataConfig {
     /// Split whose tasks the experts play for training data.
     #[serde(default = "default_train_split")]
     pub train_split: Split,
-    /// Use only the first N tasks of the training split.
+    /// Use N tasks of the training split, stratified by template with the data seed
+    /// ([`crate::subsets`]); the whole split when unset.
     #[serde(default)]
     pub train_tasks: Option<usize>,
     /// Split whose expert episodes give the validation loss.
     #[serde(default = "default_validation_split")]
     pub validation_split: Split,
-    /// Use only the first N tasks of the validation split.
+    /// Use N tasks of the validation split, stratified by template with the data seed; the
+    /// whole split when unset.
     #[serde(default)]
     pub validation_tasks: Option<usize>,
     /// Fraction of expert episodes with a deliberate mistake and its recovery.
@@ -371,7 +373,8 @@ impl ModelEntry {
 pub struct EvaluationConfig {
     /// Splits to evaluate on; the last is the test split of the report's headline.
     pub splits: Vec<Split>,
-    /// Evaluate only the first N tasks of each split.
+    /// Evaluate N tasks of each split, stratified by template with the data seed, drawn from
+    /// the tasks validation does not use on the validation split; every such task when unset.
     #[serde(default)]
     pub tasks_per_split: Option<usize>,
     /// Which checkpoint of each training run plays: `best` (validation loss) or `last`.

@@ -61,7 +61,7 @@ pub fn data_stage(
     let inputs = json!({
         "environment": config.environment, "system": system, "split": split, "limit": limit,
         "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
-        "seed": config.data.seed,
+        "seed": config.data.seed, "tasks": crate::subsets::SCHEME,
     });
     store.stage(StageKind::Data, &data_name(system, split), &inputs)
 }
@@ -97,8 +97,15 @@ pub fn data(
     }
     store.log(json!({"event": "start", "stage": "data", "name": name, "key": stage.key}));
     let started = Instant::now();
+    let mut run = episodes.options(split, None, Some(format!("experts {name}")))?;
+    let key = if split == config.data.train_split {
+        "data.train_tasks"
+    } else {
+        "data.validation_tasks"
+    };
+    run.tasks = Some(crate::subsets::pick(config, episodes, split, limit, key)?);
     let options = DataGenOptions {
-        run: episodes.options(split, limit, Some(format!("experts {name}")))?,
+        run,
         expert: ExpertOptions {
             mistake_rate: config.data.mistake_rate,
             docs_rate: config.data.docs_rate,
@@ -577,23 +584,21 @@ pub fn eval_stage(
         "environment": config.environment, "system": run.configuration.system,
         "models": train_keys, "seed": run.seed, "split": split,
         "limit": config.evaluation.tasks_per_split, "budgets": config.evaluation.budgets,
+        "tasks": crate::subsets::eval_key(config, split),
     });
     store.stage(StageKind::Eval, &eval_name(run, split), &inputs)
 }
 
-/// Options of an evaluation's episodes: the split's first `tasks_per_split` tasks, the
-/// configured threads, a progress line.
+/// Options of an evaluation's episodes: the split's evaluated tasks (stratified, without the
+/// validation tasks; [`crate::subsets::eval_tasks`]), the configured threads, a progress line.
 pub(crate) fn eval_options(
     config: &ExperimentConfig,
     episodes: &Episodes,
     split: Split,
     name: &str,
 ) -> Result<rung_agents::EvalOptions, ExperimentError> {
-    let mut options = episodes.options(
-        split,
-        config.evaluation.tasks_per_split,
-        Some(format!("eval {name}")),
-    )?;
+    let mut options = episodes.options(split, None, Some(format!("eval {name}")))?;
+    options.tasks = Some(crate::subsets::eval_tasks(config, episodes, split)?);
     if let Some(threads) = config.evaluation.threads {
         options.threads = threads;
     }

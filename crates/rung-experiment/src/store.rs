@@ -27,6 +27,9 @@ const FORMAT: u32 = 1;
 pub enum StageKind {
     /// Expert trajectories (segmented into sub-tasks by the trainer's curriculum).
     Data,
+    /// The scripted experts on an evaluated split under the evaluation's budgets: the ceiling
+    /// the models are measured against.
+    Ceiling,
     /// The shared tokenizer.
     Tokenizer,
     /// The world-pretraining corpus.
@@ -43,8 +46,9 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 7] = [
+    pub const ALL: [StageKind; 8] = [
         StageKind::Data,
+        StageKind::Ceiling,
         StageKind::Tokenizer,
         StageKind::Corpus,
         StageKind::Pretrain,
@@ -57,6 +61,7 @@ impl StageKind {
     pub fn name(self) -> &'static str {
         match self {
             StageKind::Data => "data",
+            StageKind::Ceiling => "ceiling",
             StageKind::Tokenizer => "tokenizer",
             StageKind::Corpus => "corpus",
             StageKind::Pretrain => "pretrain",
@@ -75,7 +80,9 @@ impl std::str::FromStr for StageKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown stage `{s}`: expected data, tokenizer, train, eval or report")
+                format!(
+                    "unknown stage `{s}`: expected data, ceiling, tokenizer, train, eval or report"
+                )
             })
     }
 }

@@ -6,6 +6,7 @@
 //! [`rung_env::ServerPool`] server). Results come back in task order whatever the scheduling,
 //! so runs are reproducible.
 
+pub mod diagnostics;
 mod report;
 pub mod subtasks;
 

@@ -327,6 +327,7 @@ impl Context<'_> {
                     config,
                     &results,
                     self.plan.runs.len(),
+                    &self.guards()?,
                     &config.output_dir,
                 )?;
                 let output = ReportOutput {
@@ -345,6 +346,34 @@ impl Context<'_> {
                 Output::Report(output)
             }
         })
+    }
+
+    /// What the guards measure (the expert ceilings, played or read from their stages, and
+    /// the task subsets' template coverage); an error where the task subsets are impossible
+    /// (too few tasks, evaluation that would reuse validation tasks).
+    pub fn guards(&self) -> Result<crate::report::Guards, ExperimentError> {
+        Ok(crate::report::Guards {
+            ceilings: crate::ceiling::ceilings(
+                self.config,
+                self.store,
+                self.episodes,
+                &self.plan.systems,
+            )?,
+            coverage: Some(crate::subsets::Coverage::measure(
+                self.config,
+                self.episodes,
+            )?),
+        })
+    }
+
+    /// The guards, refusing a config that cannot measure: one whose experts fall short of
+    /// 100% TGC under the evaluation's budgets. Executors call it before any training.
+    pub fn guard(&self) -> Result<crate::report::Guards, ExperimentError> {
+        let guards = self.guards()?;
+        match crate::ceiling::refusal(self.config, &guards.ceilings) {
+            Some(why) => Err(ExperimentError::Config(why)),
+            None => Ok(guards),
+        }
     }
 
     /// The results of the first `runs` runs, from their trained models and evaluations.
