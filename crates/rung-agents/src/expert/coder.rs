@@ -59,8 +59,9 @@ impl CoderExpert {
         prompts::report(&result)
     }
 
-    /// A report the critic must reject: the right value changed, an earlier sub-task's result,
-    /// or a bare "done" — whichever first differs from every gold report of the sub-task.
+    /// A report the critic must reject: the right value changed (a number off by one, a list or
+    /// record missing its last item), an earlier sub-task's result, or a bare "done" —
+    /// whichever first differs from every gold report of the sub-task.
     fn wrong_report(&self, messages: &[Message], list: usize) -> String {
         let right = Self::report(messages);
         let gold = self.plan.subtasks.get(list);
@@ -78,6 +79,17 @@ impl CoderExpert {
             let wrong = match serde_json::from_str::<Value>(value).ok()? {
                 Value::Number(n) if n.is_i64() => (n.as_i64()? + 1).to_string(),
                 Value::Number(n) => format!("{:.2}", n.as_f64()? + 1.0),
+                // A list or record cut short: its last item or field left out.
+                Value::Array(mut items) if items.len() > 1 => {
+                    items.pop();
+                    Value::Array(items).to_string()
+                }
+                Value::Object(fields) if fields.len() > 1 => {
+                    let keep = fields.len() - 1;
+                    let fewer: serde_json::Map<String, Value> =
+                        fields.into_iter().take(keep).collect();
+                    Value::Object(fewer).to_string()
+                }
                 _ => return None,
             };
             Some(prompts::report(&format!("{var} = {wrong}")))
@@ -176,6 +188,69 @@ impl Policy for CoderExpert {
                 "the gold program of {} is finished but the episode goes on",
                 self.plan.task_id
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gold::GoldSubtask;
+    use crate::prompts::SubtaskSpec;
+
+    fn expert(output: &str) -> CoderExpert {
+        let subtask = GoldSubtask {
+            kind: "k".into(),
+            app: "phone".into(),
+            instruction: "Find your son.".into(),
+            code: "son = f()\nprint(son)".into(),
+            output: Some(output.into()),
+        };
+        CoderExpert {
+            role: Role::Executor,
+            plan: Arc::new(GoldPlan {
+                task_id: "abcdef0_1".parse().unwrap(),
+                subtasks: vec![subtask],
+                completion: "apis.supervisor.complete_task()".into(),
+                answer: None,
+            }),
+            steps: vec![Vec::new()],
+            state: Mutex::new(CoderState::default()),
+        }
+    }
+
+    fn conversation(output: &str, earlier: &str) -> Vec<Message> {
+        let spec = SubtaskSpec {
+            app: "phone".into(),
+            instruction: "Find your son.".into(),
+        };
+        let mut user = prompts::subtask_header(&spec);
+        if !earlier.is_empty() {
+            user.push_str(&format!("\nResults of earlier sub-tasks:\n1. {earlier}"));
+        }
+        vec![
+            Message::system("s"),
+            Message::user(user),
+            Message::assistant(prompts::code_action("son = f()\nprint(son)"), true),
+            Message::user(output),
+        ]
+    }
+
+    #[test]
+    fn wrong_reports_change_the_value_or_fall_back() {
+        let cases = [
+            ("7", "", "DONE: son = 8"),
+            ("15.81", "", "DONE: son = 16.81"),
+            ("[1,2,3]", "", "DONE: son = [1,2]"),
+            ("{\"b\":1,\"a\":2}", "", "DONE: son = {\"b\":1}"),
+            ("Jack", "x = 1", "DONE: x = 1"),
+            ("Jack", "", "DONE: done"),
+        ];
+        for (output, earlier, wrong) in cases {
+            let expert = expert(output);
+            let messages = conversation(output, earlier);
+            assert_eq!(CoderExpert::report(&messages), format!("DONE: son = {output}"));
+            assert_eq!(expert.wrong_report(&messages, 0), wrong, "{output}");
         }
     }
 }

@@ -148,14 +148,19 @@ fn near_misses(own: &str, supervisor: &Supervisor, phone: bool) -> Vec<String> {
     ]
 }
 
-/// Emails and phone numbers quoted in outputs (`"email": "…"` fields), in order of appearance.
+/// Emails and phone numbers quoted in outputs (`"email":"…"` fields, with or without a space),
+/// in order of appearance.
 pub(crate) fn usernames_in(outputs: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     for output in outputs {
-        for field in ["\"email\": \"", "\"phone_number\": \""] {
+        for field in ["\"email\":", "\"phone_number\":"] {
             let mut rest = *output;
             while let Some(at) = rest.find(field) {
                 rest = &rest[at + field.len()..];
+                let Some(value) = rest.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                rest = value;
                 if let Some(end) = rest.find('"') {
                     let value = rest[..end].to_owned();
                     if !value.is_empty() && !found.contains(&value) {
@@ -294,8 +299,9 @@ mod tests {
     fn wrong_usernames_drop_the_profile_and_prefer_people_seen() {
         let seen = usernames_in(&[
             "{\"first_name\": \"Bo\", \"email\": \"bo.lee@mail.com\", \"phone_number\": \"5559998888\"}",
+            "[{\"email\":\"cy.tan@mail.com\",\"phone_number\":null}]",
         ]);
-        assert_eq!(seen, ["bo.lee@mail.com", "5559998888"]);
+        assert_eq!(seen, ["bo.lee@mail.com", "5559998888", "cy.tan@mail.com"]);
         let cells = wrong_usernames(LOGIN, &supervisor(), &seen).unwrap();
         assert!(cells[0].starts_with("passwords = "), "{}", cells[0]);
         assert!(
@@ -305,7 +311,8 @@ mod tests {
             "{}",
             cells[0]
         );
-        assert!(cells[1].contains("username=\"moss.ada@mail.com\""));
+        assert!(cells[1].contains("username=\"cy.tan@mail.com\""));
+        assert!(cells[2].contains("username=\"moss.ada@mail.com\""));
         assert!(cells.iter().all(|c| !c.contains("ada.moss@mail.com")));
         let phone = "phone_token = apis.phone.login(username=profile[\"phone_number\"], password=passwords[\"phone\"])[\"access_token\"]";
         let cells = wrong_usernames(phone, &supervisor(), &seen).unwrap();
