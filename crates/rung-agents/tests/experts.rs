@@ -154,9 +154,10 @@ const ALWAYS: ExpertOptions = ExpertOptions {
 
 /// The first deliberately wrong code turn of an episode (a well-formed cell not to train on).
 fn wrong_cell(episode: &Episode) -> Option<usize> {
-    episode.turns.iter().position(|t| {
-        matches!(t.action, Action::Code { .. }) && !t.completion().unwrap().train
-    })
+    episode
+        .turns
+        .iter()
+        .position(|t| matches!(t.action, Action::Code { .. }) && !t.completion().unwrap().train)
 }
 
 /// The next turn of the same role in the same conversation as turn `at` (the orchestrator has
@@ -199,7 +200,12 @@ fn each_data_mistake_is_made_at_rate_one_and_recovered_from() {
     let fixture = common::Fixture::new();
     let options = fixture.options();
     for kind in SystemKind::ALL {
-        for mistake in ["wrong_username", "wrong_id", "empty_search", "wrong_parameter"] {
+        for mistake in [
+            "wrong_username",
+            "wrong_id",
+            "empty_search",
+            "wrong_parameter",
+        ] {
             let system = fixture
                 .experts(ALWAYS)
                 .with_habits(only(mistake))
@@ -208,7 +214,11 @@ fn each_data_mistake_is_made_at_rate_one_and_recovered_from() {
             let episodes = run_split(&system, Split::Dev, &options).unwrap();
             let mut made = 0;
             for episode in &episodes {
-                assert!(episode.evaluation.success, "{kind} {mistake} {}", episode.task_id);
+                assert!(
+                    episode.evaluation.success,
+                    "{kind} {mistake} {}",
+                    episode.task_id
+                );
                 assert_eq!(episode.end, EpisodeEnd::Completed);
                 let Some(at) = wrong_cell(episode) else {
                     continue;
@@ -223,7 +233,10 @@ fn each_data_mistake_is_made_at_rate_one_and_recovered_from() {
                     .collect();
                 match mistake {
                     "wrong_username" => {
-                        assert!(output.starts_with(FAILED) && output.contains("401"), "{output}");
+                        assert!(
+                            output.starts_with(FAILED) && output.contains("401"),
+                            "{output}"
+                        );
                         assert!(output.contains("Invalid credentials"), "{output}");
                         assert!(cell.contains(".login(username=\""), "{cell}");
                         assert!(!cell.contains("profile = "), "{cell}");
@@ -233,7 +246,11 @@ fn each_data_mistake_is_made_at_rate_one_and_recovered_from() {
                             "{kind} {}: the profile is read first",
                             episode.task_id
                         );
-                        assert!(later[1].contains(".login(username=profile["), "{}", later[1]);
+                        assert!(
+                            later[1].contains(".login(username=profile["),
+                            "{}",
+                            later[1]
+                        );
                     }
                     "wrong_id" => {
                         assert!(output.starts_with(FAILED), "{output}");
@@ -249,7 +266,10 @@ fn each_data_mistake_is_made_at_rate_one_and_recovered_from() {
                 }
             }
             eprintln!("{kind} {mistake}: {made} of {} episodes", episodes.len());
-            assert!(made * 4 >= episodes.len(), "{kind} {mistake}: made in only {made}");
+            assert!(
+                made * 4 >= episodes.len(),
+                "{kind} {mistake}: made in only {made}"
+            );
         }
     }
 }
@@ -273,8 +293,7 @@ fn premature_and_wrong_reports_are_rejected_then_made_right() {
     for episode in &episodes {
         assert!(episode.evaluation.success, "{}", episode.task_id);
         for (i, turn) in episode.turns.iter().enumerate() {
-            if !matches!(turn.action, Action::Report { .. }) || turn.completion().unwrap().train
-            {
+            if !matches!(turn.action, Action::Report { .. }) || turn.completion().unwrap().train {
                 continue;
             }
             rejected += 1;
@@ -283,7 +302,10 @@ fn premature_and_wrong_reports_are_rejected_then_made_right() {
             let Action::Retry { feedback: why } = &critic.action else {
                 panic!("{}: {:?}", episode.task_id, critic.action)
             };
-            assert!(critic.completion().unwrap().train, "critics learn to reject");
+            assert!(
+                critic.completion().unwrap().train,
+                "critics learn to reject"
+            );
             if why.starts_with("the report does not match") {
                 mismatched += 1;
             }
@@ -297,7 +319,10 @@ fn premature_and_wrong_reports_are_rejected_then_made_right() {
         }
     }
     eprintln!("{rejected} rejected reports, {mismatched} misstating a finished sub-task");
-    assert!(rejected >= episodes.len(), "a premature report in every episode and more");
+    assert!(
+        rejected >= episodes.len(),
+        "a premature report in every episode and more"
+    );
     assert!(mismatched > 0);
 }
 
@@ -356,7 +381,10 @@ fn format_slips_get_the_real_reminder_and_the_episode_goes_on() {
                     turn.completion().unwrap().content,
                     next.completion().unwrap().content
                 );
-                assert!(next.completion().unwrap().train, "the proper output is trained on");
+                assert!(
+                    next.completion().unwrap().train,
+                    "the proper output is trained on"
+                );
             }
         }
         eprintln!("{kind}: {slips} slips in {} episodes", episodes.len());
@@ -400,7 +428,10 @@ fn critic_turns_are_balanced_with_real_rejections() {
     );
     let after = share(fixture.experts(defaults));
     assert!(before < 0.1, "premature reports alone are rare: {before}");
-    assert!(after >= 0.2, "default experts give critics real negatives: {after}");
+    assert!(
+        after >= 0.2,
+        "default experts give critics real negatives: {after}"
+    );
 }
 
 #[test]
@@ -435,7 +466,8 @@ fn detours_fit_evaluation_budgets_and_mistakes_still_succeed_on_every_split() {
                     .with_seed(3);
                 let report = evaluate(&system, split, &options).unwrap();
                 assert_eq!(
-                    report.scores.overall.tgc, 100.0,
+                    report.scores.overall.tgc,
+                    100.0,
                     "{kind} {split} {budgets:?}:\n{}",
                     report.table()
                 );

@@ -70,9 +70,7 @@ impl CoderExpert {
             .subtasks
             .iter()
             .filter(|g| gold.is_some_and(|s| s.app == g.app && s.instruction == g.instruction))
-            .filter_map(|g| {
-                Some(prompts::report(&report_from(&g.code, g.output.as_deref()?)))
-            })
+            .filter_map(|g| Some(prompts::report(&report_from(&g.code, g.output.as_deref()?))))
             .collect();
         let result = right.strip_prefix("DONE: ").unwrap_or(&right);
         let changed = result.split_once(" = ").and_then(|(var, value)| {
@@ -111,12 +109,7 @@ impl CoderExpert {
     }
 
     /// The output of one step.
-    fn perform(
-        &self,
-        step: Step,
-        messages: &[Message],
-        state: &mut CoderState,
-    ) -> Completion {
+    fn perform(&self, step: Step, messages: &[Message], state: &mut CoderState) -> Completion {
         let done = |text: String| Completion::estimated(messages, text);
         match step {
             Step::Code(code) => done(prompts::code_action(&code)),
@@ -249,7 +242,10 @@ mod tests {
         for (output, earlier, wrong) in cases {
             let expert = expert(output);
             let messages = conversation(output, earlier);
-            assert_eq!(CoderExpert::report(&messages), format!("DONE: son = {output}"));
+            assert_eq!(
+                CoderExpert::report(&messages),
+                format!("DONE: son = {output}")
+            );
             assert_eq!(expert.wrong_report(&messages, 0), wrong, "{output}");
         }
     }

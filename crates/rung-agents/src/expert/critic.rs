@@ -54,15 +54,12 @@ impl Policy for CriticExpert {
             .filter_map(|gold| Some(report_from(&gold.code, gold.output.as_deref()?)))
             .collect();
         let accept = golds.iter().any(|gold| match &gold.output {
-            Some(output) => {
-                got == Some(prompts::report(&report_from(&gold.code, output)).as_str())
-            }
+            Some(output) => got == Some(prompts::report(&report_from(&gold.code, output)).as_str()),
             None => !last_failed,
         });
         // The work is done when the last cell's output gives a gold report.
-        let done = last.is_some_and(|(code, output)| {
-            gold_reports.contains(&report_from(code, output))
-        });
+        let done =
+            last.is_some_and(|(code, output)| gold_reports.contains(&report_from(code, output)));
         let text = if accept {
             prompts::ACCEPT.to_owned()
         } else if last_failed {

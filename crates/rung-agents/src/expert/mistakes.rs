@@ -214,11 +214,7 @@ impl IdSite {
 
     /// The cell that prints the real id (the code before the line, then the expression).
     pub fn reveal(&self) -> String {
-        format!(
-            "{}print({})",
-            self.before,
-            &self.tail[self.value.clone()]
-        )
+        format!("{}print({})", self.before, &self.tail[self.value.clone()])
     }
 
     /// The line and the rest with a guessed id in place of the look-up: off by one either way,
@@ -326,7 +322,9 @@ mod tests {
         assert_eq!(wrong_usernames("print(1)", &supervisor(), &seen), None);
         let recovery = login_recovery(LOGIN);
         assert_eq!(recovery[0], READ_PROFILE);
-        assert!(recovery[1].starts_with("passwords = ") && recovery[1].contains("profile[\"email\"]"));
+        assert!(
+            recovery[1].starts_with("passwords = ") && recovery[1].contains("profile[\"email\"]")
+        );
     }
 
     #[test]
@@ -338,12 +336,19 @@ mod tests {
         assert!(site.reveal().ends_with("\nprint(note[\"note_id\"])"));
         let guesses = site.guesses(7);
         assert_eq!(guesses.len(), 3);
-        assert!(guesses[0].starts_with("lines = apis.notes.show_note(access_token=notes_token, note_id=8)"));
+        assert!(
+            guesses[0]
+                .starts_with("lines = apis.notes.show_note(access_token=notes_token, note_id=8)")
+        );
         assert!(guesses[0].ends_with("\nprint(lines)"));
         assert_eq!(site.guesses(1).len(), 2, "no id 0");
         let looped = "for s in songs:\n    apis.music.like_song(access_token=music_token, song_id=s[\"song_id\"])";
         assert_eq!(IdSite::find(looped), None);
-        assert_eq!(IdSite::find("x = apis.a.b(thing_id=3)"), None, "literal ids are not looked up");
+        assert_eq!(
+            IdSite::find("x = apis.a.b(thing_id=3)"),
+            None,
+            "literal ids are not looked up"
+        );
     }
 
     #[test]
@@ -356,12 +361,15 @@ mod tests {
                 "print(apis.phone.search_contacts(access_token=phone_token, query=\"Avaa\"))",
             ]
         );
-        let two = empty_searches("x = apis.music.search_artists(access_token=t, query=\"Blue Moon\")");
+        let two =
+            empty_searches("x = apis.music.search_artists(access_token=t, query=\"Blue Moon\")");
         assert_eq!(
             two[0],
             "print(apis.music.search_artists(access_token=t, query=\"Moon Blue\"))"
         );
-        assert!(empty_searches("x = apis.music.search_artists(access_token=t, query=name)").is_empty());
+        assert!(
+            empty_searches("x = apis.music.search_artists(access_token=t, query=name)").is_empty()
+        );
         assert!(empty_searches("print(1)").is_empty());
     }
 }

@@ -383,10 +383,21 @@ mod tests {
             format_slip_rate: 1.5,
             ..ExpertHabits::default()
         };
-        assert!(bad.validate().unwrap_err().0.contains("format_slip_rate = 1.5"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .0
+                .contains("format_slip_rate = 1.5")
+        );
         let mut negative = ExpertHabits::default();
         negative.mix.wrong_username = -1.0;
-        assert!(negative.validate().unwrap_err().0.contains("mix.wrong_username"));
+        assert!(
+            negative
+                .validate()
+                .unwrap_err()
+                .0
+                .contains("mix.wrong_username")
+        );
         let clean = ExpertOptions {
             mistake_rate: 0.0,
             docs_rate: 0.5,

@@ -237,9 +237,7 @@ impl Script {
         Script {
             lists,
             mistake: mistake.map(|(kind, at, _)| (kind, at)),
-            negatives: (0..parts.len())
-                .filter(|&k| parts[k].negative)
-                .collect(),
+            negatives: (0..parts.len()).filter(|&k| parts[k].negative).collect(),
         }
     }
 }
@@ -314,8 +312,7 @@ fn add_slips(lists: &mut [Vec<Step>], rate: f64, team: bool, budgets: &Budgets, 
                 Step::Code(_) | Step::Report { .. } | Step::WrongReport
             );
             let room = !team || calls < budgets.max_executor_steps as usize;
-            let drawn =
-                unit(derive(seed, &[b"slip", &l.to_le_bytes(), &i.to_le_bytes()])) < rate;
+            let drawn = unit(derive(seed, &[b"slip", &l.to_le_bytes(), &i.to_le_bytes()])) < rate;
             if slippable && room && drawn {
                 out.push(Step::Slip);
                 calls += 1;
@@ -329,7 +326,10 @@ fn add_slips(lists: &mut [Vec<Step>], rate: f64, team: bool, budgets: &Budgets, 
 /// Whether and where the episode makes its one mistake, with its cells (none for a premature
 /// report). Kinds are tried in a seeded order weighted by the habits' mix, and sub-tasks in a
 /// seeded rotation; mistakes that need a probe are only made where it confirms them.
-fn choose_mistake(inputs: &ScriptInputs<'_>, parts: &[Part]) -> Option<(Mistake, usize, Option<Detour>)> {
+fn choose_mistake(
+    inputs: &ScriptInputs<'_>,
+    parts: &[Part],
+) -> Option<(Mistake, usize, Option<Detour>)> {
     let ScriptInputs {
         options,
         habits,
@@ -393,7 +393,10 @@ fn detour(inputs: &ScriptInputs<'_>, parts: &[Part], kind: Mistake, k: usize) ->
             let (wrong, app, api) =
                 wrong_parameter(&part.body, |app, api| source.api_parameters(app, api))?;
             let mut recovery = Vec::new();
-            let looked_up = part.docs.as_ref().is_some_and(|d| *d == docs_cell(&app, &api));
+            let looked_up = part
+                .docs
+                .as_ref()
+                .is_some_and(|d| *d == docs_cell(&app, &api));
             if !looked_up && unit(derive(seed, &[b"recovery-docs"])) < 0.5 {
                 recovery.push(docs_cell(&app, &api));
             }
@@ -412,7 +415,14 @@ fn detour(inputs: &ScriptInputs<'_>, parts: &[Part], kind: Mistake, k: usize) ->
                 .filter_map(|s| s.output.as_deref())
                 .collect();
             let candidates = wrong_usernames(login, supervisor, &usernames_in(&outputs))?;
-            let wrong = verified(source, task, &before, &candidates, Expect::Failure, Some("401"))?;
+            let wrong = verified(
+                source,
+                task,
+                &before,
+                &candidates,
+                Expect::Failure,
+                Some("401"),
+            )?;
             Some(Detour {
                 wrong,
                 recovery: login_recovery(login),
@@ -647,9 +657,17 @@ mod tests {
             ..Default::default()
         };
         for seed in 0..10 {
-            assert_eq!(only_premature.script(SystemKind::TwoAgent, seed).mistake, None);
+            assert_eq!(
+                only_premature.script(SystemKind::TwoAgent, seed).mistake,
+                None
+            );
         }
-        assert_eq!(Setup::new(0.0, 0.0).script(SystemKind::ThreeAgent, 3).mistake, None);
+        assert_eq!(
+            Setup::new(0.0, 0.0)
+                .script(SystemKind::ThreeAgent, 3)
+                .mistake,
+            None
+        );
     }
 
     #[test]
@@ -679,7 +697,10 @@ mod tests {
         setup.habits.format_slip_rate = 1.0;
         let script = setup.script(SystemKind::TwoAgent, 5);
         for list in &script.lists {
-            assert!(list.windows(2).all(|w| !(w[0] == Step::Slip && w[1] == Step::Slip)));
+            assert!(
+                list.windows(2)
+                    .all(|w| !(w[0] == Step::Slip && w[1] == Step::Slip))
+            );
             for (i, step) in list.iter().enumerate() {
                 if *step == Step::Slip {
                     assert!(matches!(list[i + 1], Step::Code(_) | Step::Report { .. }));
@@ -707,7 +728,10 @@ mod tests {
         assert_eq!(three.negatives, [0, 1]);
         for list in &three.lists {
             let n = list.len();
-            assert_eq!(list[n - 2..], [Step::WrongReport, Step::Report { train: true }]);
+            assert_eq!(
+                list[n - 2..],
+                [Step::WrongReport, Step::Report { train: true }]
+            );
         }
         let two = setup.script(SystemKind::TwoAgent, 2);
         assert!(two.negatives.is_empty(), "no critic, no negatives");

@@ -131,7 +131,10 @@ mod tests {
         assert!(code_slip(Role::Single, code, 1).starts_with("```python\nson = "));
         // Bare code that happens to hold a DONE: line is not a slip for the executor.
         let tricky = "done: 1";
-        assert!(malformed(Role::Executor, &code_slip(Role::Executor, tricky, 0)));
+        assert!(malformed(
+            Role::Executor,
+            &code_slip(Role::Executor, tricky, 0)
+        ));
         let report = report_slip("DONE: son = {\"a\": 1}");
         assert_eq!(report, "The sub-task is done: son = {\"a\": 1}");
         assert!(malformed(Role::Executor, &report));
