@@ -67,9 +67,7 @@ impl Policy for CriticExpert {
                 "the last cell failed; fix the error, finish the sub-task and report its result.",
             )
         } else if done {
-            prompts::retry(
-                "the report does not match what the last cell printed; report the result as printed.",
-            )
+            prompts::retry("the report does not match what the last cell did; report its result.")
         } else {
             prompts::retry(&format!(
                 "the sub-task is not done yet ({}); finish it and report its result.",
@@ -110,5 +108,51 @@ mod tests {
         );
         let none = critic_start(&spec, &[], "done");
         assert_eq!(last_cell(&none[1].content), None);
+    }
+
+    #[test]
+    fn verdicts_say_what_is_wrong() {
+        let spec = SubtaskSpec {
+            app: "phone".into(),
+            instruction: "Find your son.".into(),
+        };
+        let critic = CriticExpert {
+            plan: Arc::new(GoldPlan {
+                task_id: "abcdef0_1".parse().unwrap(),
+                subtasks: vec![crate::gold::GoldSubtask {
+                    kind: "k".into(),
+                    app: "phone".into(),
+                    instruction: "Find your son.".into(),
+                    code: "son = f()\nprint(son)".into(),
+                    output: Some("{\"a\":1}".into()),
+                }],
+                completion: "apis.supervisor.complete_task()".into(),
+                answer: None,
+            }),
+            slips: Slips {
+                rate: 0.0,
+                budgets: crate::Budgets::default(),
+                seed: 0,
+            },
+        };
+        let verdict = |cells: &[ExecutedCell<'_>], report: &str| {
+            critic
+                .complete(&critic_start(&spec, cells, report))
+                .unwrap()
+                .text
+        };
+        let done = ExecutedCell {
+            code: "son = f()\nprint(son)",
+            output: "{\"a\":1}",
+        };
+        assert_eq!(verdict(&[done], "son = {\"a\":1}"), prompts::ACCEPT);
+        assert!(verdict(&[done], "son = {}").starts_with("RETRY: the report does not match"));
+        let failed = format!("{FAILED}\nException: 404");
+        let broken = ExecutedCell {
+            code: "son = g()",
+            output: &failed,
+        };
+        assert!(verdict(&[done, broken], "done").starts_with("RETRY: the last cell failed"));
+        assert!(verdict(&[], "done").starts_with("RETRY: the sub-task is not done yet"));
     }
 }

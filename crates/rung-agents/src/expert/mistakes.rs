@@ -33,15 +33,16 @@ impl Expect {
 
 /// The first of `candidates` that, run after `prefix` in a fresh episode of `task`, shows
 /// `expect` without changing the world; candidates run one after another in one probe, which
-/// is sound because each one that qualifies changed nothing. Among failures, one whose output
-/// names `prefer` (a status code) wins.
+/// is sound because each one that qualifies changed nothing. A failure must name one of
+/// `codes` (status codes, so that a cell cut wrongly and failing as a syntax error never
+/// passes for an API's answer); an earlier code wins over a later one.
 pub(crate) fn verified(
     source: &dyn GoldSource,
     task: &TaskId,
     prefix: &[&str],
     candidates: &[String],
     expect: Expect,
-    prefer: Option<&str>,
+    codes: &[&str],
 ) -> Option<String> {
     if candidates.is_empty() {
         return None;
@@ -59,14 +60,17 @@ pub(crate) fn verified(
         .position(|c| c.changed_state)
         .unwrap_or(results.len());
     let ok: Vec<usize> = (0..sound).filter(|&i| expect.holds(&results[i])).collect();
-    let preferred = prefer.and_then(|code| {
-        ok.iter()
-            .copied()
-            .find(|&i| results[i].output.contains(code))
-    });
-    preferred
-        .or_else(|| ok.first().copied())
-        .map(|i| candidates[i].clone())
+    let chosen = if codes.is_empty() {
+        ok.first().copied()
+    } else {
+        codes.iter().find_map(|code| {
+            let code = format!("status code is {code}");
+            ok.iter()
+                .copied()
+                .find(|&i| results[i].output.contains(&code))
+        })
+    };
+    chosen.map(|i| candidates[i].clone())
 }
 
 /// Login cells with a wrong username instead of `profile[...]`, most plausible first: another

@@ -421,7 +421,7 @@ fn detour(inputs: &ScriptInputs<'_>, parts: &[Part], kind: Mistake, k: usize) ->
                 &before,
                 &candidates,
                 Expect::Failure,
-                Some("401"),
+                &["401"],
             )?;
             Some(Detour {
                 wrong,
@@ -447,7 +447,7 @@ fn detour(inputs: &ScriptInputs<'_>, parts: &[Part], kind: Mistake, k: usize) ->
                 &before,
                 &site.guesses(real),
                 Expect::Failure,
-                Some("404"),
+                &["404", "401"],
             )?;
             Some(Detour {
                 wrong,
@@ -464,7 +464,7 @@ fn detour(inputs: &ScriptInputs<'_>, parts: &[Part], kind: Mistake, k: usize) ->
             if let Some(login) = &part.login {
                 before.push(login);
             }
-            let wrong = verified(source, task, &before, &candidates, Expect::Empty, None)?;
+            let wrong = verified(source, task, &before, &candidates, Expect::Empty, &[])?;
             Some(Detour {
                 wrong,
                 recovery: vec![part.body.clone()],
