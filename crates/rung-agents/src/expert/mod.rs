@@ -63,6 +63,11 @@ use script::{Mistake, Script, ScriptInputs};
 /// The name experts go by in trajectories.
 pub const EXPERT_NAME: &str = "expert";
 
+/// The version of the experts' behaviour, raised whenever the same options and seed give other
+/// trajectories (2: data mistakes, format slips, wrong reports, budget fitting). Content-addressed
+/// stores of expert data should put it in their keys, so that old data is not reused.
+pub const EXPERT_VERSION: u32 = 2;
+
 /// How often experts look things up and make mistakes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ExpertOptions {
