@@ -80,8 +80,8 @@ pub fn corpus_stage(config: &ExperimentConfig, store: &Store) -> Result<Stage, E
     let p = pretraining(config)?;
     let inputs = json!({
         "corpus": p.corpus, "evaluated_suite": evaluated_suite(config),
-        // The walk generator's own version: bump it when walks change.
-        "walks": 1,
+        // The walk generator's own version (bump it when walks change) and the world's.
+        "walks": 1, "world": rung_world::WORLD_VERSION,
     });
     Ok(store.stage(StageKind::Corpus, "walks", &inputs))
 }

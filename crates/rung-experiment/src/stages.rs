@@ -62,6 +62,8 @@ pub fn data_stage(
         "environment": config.environment, "system": system, "split": split, "limit": limit,
         "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
         "seed": config.data.seed, "tasks": crate::subsets::SCHEME,
+        "budgets": config.evaluation.budgets, "world": rung_world::WORLD_VERSION,
+        "experts": rung_agents::expert::EXPERT_VERSION,
     });
     store.stage(StageKind::Data, &data_name(system, split), &inputs)
 }
@@ -110,7 +112,9 @@ pub fn data(
             mistake_rate: config.data.mistake_rate,
             docs_rate: config.data.docs_rate,
         },
-        budgets: rung_agents::Budgets::default(),
+        // The evaluation's budgets, so the experts' detours fit them and every budget-driven
+        // message (format reminders, critic feedback) the models will see occurs in training.
+        budgets: config.evaluation.budgets.budgets(),
         seed: config.data.seed,
         apps: episodes.apps(),
         keep_failures: false,
