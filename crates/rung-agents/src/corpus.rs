@@ -5,10 +5,10 @@
 //! the next call, documentation look-ups, real error messages) is learned once per size rather
 //! than by each of dozens of role models from a few thousand task trajectories.
 //!
-//! Each call of a walk ([`rung_world::walks`]) becomes one executor conversation built with
-//! the same prompt functions inference uses ([`crate::prompts`]): the sub-task header, the
-//! supervisor line, the results of the walk's earlier calls, the code cell, its real output
-//! and the `DONE:` report. Variables persist along a walk as they do along a task, so later
+//! Each run of calls in one app of a walk ([`rung_world::walks`]) becomes one executor
+//! conversation built with the same prompt functions inference uses ([`crate::prompts`]): the
+//! sub-task header, the supervisor line, the results of the walk's earlier sub-tasks, each code
+//! cell and its real output, and the `DONE:` report. Variables persist along a walk as they do along a task, so later
 //! conversations read earlier results. A cell that failed keeps its output but is not
 //! supervised (the walk guessed an id; the model should learn what the error says, not the
 //! guess) and gets no report.
@@ -27,7 +27,7 @@ use rung_trajectory::{
 };
 use rung_world::population;
 use rung_world::tasks::world_seed;
-use rung_world::walks::{Walk, WalkOptions, walk, walkers};
+use rung_world::walks::{Walk, WalkOptions, WalkStep, walk, walkers};
 use serde::{Deserialize, Serialize};
 
 use crate::AgentError;
@@ -67,7 +67,7 @@ pub struct CorpusReport {
     pub walks: usize,
     /// Walks dropped because they mention a person of an evaluated world.
     pub dropped: usize,
-    /// Executor conversations (one per call).
+    /// Executor conversations (one per run of calls in one app).
     pub conversations: usize,
     /// Code cells, look-ups included.
     pub cells: usize,
@@ -143,7 +143,7 @@ pub fn write_corpus(
                 report.walks += 1;
                 report.cells += walk.steps.len();
                 report.failed_cells += walk.steps.iter().filter(|s| s.failed()).count();
-                report.conversations += walk.steps.len();
+                report.conversations += conversations(&walk).len();
                 episodes.push(episode);
             }
         }
@@ -167,37 +167,83 @@ fn corpus_task_id(n: usize) -> TaskId {
     TaskId::new(&format!("f{:06x}", n % 0x100_0000), 9).expect("a well-formed id")
 }
 
-/// `walk` as one episode of executor conversations, one per call.
+/// Most calls in one executor conversation: long enough that the supervised cells outweigh the
+/// system prompt, short enough to stay one sub-task.
+const CELLS_PER_CONVERSATION: usize = 4;
+
+/// The walk's calls grouped into sub-tasks: runs of consecutive calls in one app, at most
+/// [`CELLS_PER_CONVERSATION`] each.
+pub fn conversations(walk: &Walk) -> Vec<&[WalkStep]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=walk.steps.len() {
+        let cut = i == walk.steps.len()
+            || walk.steps[i].app != walk.steps[start].app
+            || i - start == CELLS_PER_CONVERSATION;
+        if cut {
+            groups.push(&walk.steps[start..i]);
+            start = i;
+        }
+    }
+    groups
+}
+
+/// The instructions of `steps` as one sub-task: `Do a. Then do b.`
+fn joined_instruction(steps: &[WalkStep]) -> String {
+    let mut text = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        if i == 0 {
+            text.push_str(&step.instruction);
+            continue;
+        }
+        let mut chars = step.instruction.chars();
+        let first = chars.next().map(|c| c.to_lowercase().collect::<String>());
+        text.push_str(" Then ");
+        text.push_str(&first.unwrap_or_default());
+        text.push_str(chars.as_str());
+    }
+    text
+}
+
+/// `walk` as one episode of executor conversations, one per group of calls
+/// ([`conversations`]): the sub-task header, each cell and its real output, and the report of
+/// the last cell when it succeeded.
 pub fn render(walk: &Walk, supervisor: &Supervisor, task_id: TaskId, seed: u64) -> Episode {
     let mut turns = Vec::new();
     let mut earlier: Vec<String> = Vec::new();
-    for (k, step) in walk.steps.iter().enumerate() {
+    for (k, steps) in conversations(walk).into_iter().enumerate() {
+        let instruction = joined_instruction(steps);
         let info = TaskInfo {
             task_id: task_id.clone(),
-            instruction: step.instruction.clone(),
+            instruction: instruction.clone(),
             supervisor: supervisor.clone(),
             datetime: walk.now.clone(),
         };
         let spec = SubtaskSpec {
-            app: step.app.clone(),
-            instruction: step.instruction.clone(),
+            app: steps[0].app.clone(),
+            instruction,
         };
         let mut messages = prompts::executor_start(&info, &spec, &earlier);
-        let cell = prompts::code_action(&step.code);
-        messages.push(Message::assistant(cell, !step.failed()));
-        turns.push(turn(
-            k,
-            messages.clone(),
-            Action::Code {
-                code: step.code.clone(),
-            },
-            Some(step),
-        ));
-        if step.failed() {
+        for step in steps {
+            messages.push(Message::assistant(
+                prompts::code_action(&step.code),
+                !step.failed(),
+            ));
+            turns.push(turn(
+                k,
+                messages.clone(),
+                Action::Code {
+                    code: step.code.clone(),
+                },
+                Some(step),
+            ));
+            messages.push(prompts::observation(&step.output));
+        }
+        let last = steps.last().expect("groups are not empty");
+        if last.failed() {
             continue;
         }
-        let result = report_from(&step.code, &step.output);
-        messages.push(prompts::observation(&step.output));
+        let result = report_from(&last.code, &last.output);
         messages.push(Message::assistant(prompts::report(&result), true));
         turns.push(turn(
             k,
@@ -315,6 +361,14 @@ mod tests {
                     assert_eq!(pair[0].subtask, pair[1].subtask);
                 }
             }
+            // A conversation holds up to four cells of one app, each followed by its output.
+            let last = episode.turns.last().unwrap();
+            let cells = last
+                .messages
+                .iter()
+                .filter(|m| m.content.starts_with("```python"))
+                .count();
+            assert!((1..=4).contains(&cells), "{cells} cells");
         }
         let failed: usize = episodes
             .iter()
