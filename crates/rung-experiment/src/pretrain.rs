@@ -61,6 +61,53 @@ pub struct PretrainOutput {
     pub final_val_loss: Option<f64>,
 }
 
+/// What the report shows of pretraining: the corpus and each base model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pretraining {
+    /// The corpus.
+    pub corpus: CorpusReport,
+    /// One base per preset.
+    pub bases: Vec<PretrainOutput>,
+}
+
+impl Pretraining {
+    /// The report's section on pretraining.
+    pub fn markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let c = &self.corpus;
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "World pretraining: {} walks through other suites' worlds ({} executor \
+             conversations, {} cells of which {} failed and are not supervised; {} walks \
+             dropped for mentioning a person of an evaluated world). Each preset's base below is \
+             what its role models fine-tune (models marked `pretrained = false` start from \
+             scratch).\n",
+            c.walks, c.conversations, c.cells, c.failed_cells, c.dropped
+        );
+        let _ = writeln!(
+            md,
+            "| base | params | tokens | supervised tokens | FLOPs | seconds | final val loss |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+        for b in &self.bases {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.2e} | {:.0} | {} |",
+                b.preset,
+                b.params,
+                b.tokens,
+                b.supervised_tokens,
+                b.flops,
+                b.wall_seconds,
+                b.final_val_loss.map_or("–".into(), |v| format!("{v:.3}"))
+            );
+        }
+        md.push('\n');
+        md
+    }
+}
+
 fn pretraining(config: &ExperimentConfig) -> Result<&PretrainingConfig, ExperimentError> {
     config
         .pretraining

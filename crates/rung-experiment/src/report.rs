@@ -24,6 +24,9 @@ pub struct Guards {
     pub ceilings: Vec<CeilingOutput>,
     /// Template coverage of the task subsets, where measured.
     pub coverage: Option<Coverage>,
+    /// The world-pretraining stages, where the experiment has them (filled at report time,
+    /// once they ran).
+    pub pretraining: Option<crate::pretrain::Pretraining>,
 }
 
 /// The experts of one system on one split, as the report shows them.
@@ -93,6 +96,9 @@ pub struct Results {
     /// Paired comparisons on the headline split (`prost − all`, `random − prost`).
     #[serde(default)]
     pub comparisons: Vec<Comparison>,
+    /// The world-pretraining corpus and base models, where the experiment has them.
+    #[serde(default)]
+    pub pretraining: Option<crate::pretrain::Pretraining>,
 }
 
 /// Writes `results.json`, `report.md` and the plots under `out`.
@@ -139,6 +145,7 @@ pub fn write(
         expert_ceiling,
         coverage: guards.coverage.clone(),
         comparisons,
+        pretraining: guards.pretraining.clone(),
     };
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| crate::store::io(&plots, e))?;
@@ -378,16 +385,26 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
         }
         let _ = writeln!(md);
     }
+    if let Some(pretraining) = &results.pretraining {
+        md.push_str(&pretraining.markdown());
+    }
     let _ = writeln!(
         md,
-        "| run | role | params | supervised tokens | tokens | FLOPs | seconds | final val loss |"
+        "Token accuracy is the greedy next token over supervised validation targets; literal \
+         accuracy the same over the targets inside copied task-specific values (ids, emails, \
+         dates, amounts), which token accuracy hides.\n"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| run | role | params | supervised tokens | tokens | FLOPs | seconds | final val loss | token acc. | literal acc. |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let percent = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v));
     for run in &results.runs {
         for (role, t) in &run.training {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {} | {} | {} |",
                 run.name,
                 role.name(),
                 t.params,
@@ -395,7 +412,9 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
                 t.tokens,
                 t.flops,
                 t.wall_seconds,
-                t.final_val_loss.map_or("–".into(), |v| format!("{v:.3}"))
+                t.final_val_loss.map_or("–".into(), |v| format!("{v:.3}")),
+                percent(t.final_val_accuracy),
+                percent(t.final_val_literal_accuracy),
             );
         }
     }

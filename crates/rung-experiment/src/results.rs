@@ -150,6 +150,12 @@ pub struct RoleTraining {
     pub wall_seconds: f64,
     /// Final validation loss.
     pub final_val_loss: Option<f64>,
+    /// Final validation token accuracy (supervised targets).
+    #[serde(default)]
+    pub final_val_accuracy: Option<f64>,
+    /// Final validation accuracy on copied task-specific literals.
+    #[serde(default)]
+    pub final_val_literal_accuracy: Option<f64>,
     /// Per epoch.
     pub epochs: Vec<EpochCost>,
 }
@@ -164,6 +170,8 @@ impl From<&TrainOutput> for RoleTraining {
             flops: t.flops,
             wall_seconds: t.wall_seconds,
             final_val_loss: t.final_val_loss,
+            final_val_accuracy: t.final_val_accuracy,
+            final_val_literal_accuracy: t.final_val_literal_accuracy,
             epochs: t.epochs.clone(),
         }
     }

@@ -379,6 +379,13 @@ pub struct TrainOutput {
     pub wall_seconds: f64,
     /// Final validation loss.
     pub final_val_loss: Option<f64>,
+    /// Final validation accuracy of the greedy next token over supervised targets.
+    #[serde(default)]
+    pub final_val_accuracy: Option<f64>,
+    /// The same over the targets inside copied task-specific literals (ids, emails, dates,
+    /// amounts): the copying skill token accuracy hides.
+    #[serde(default)]
+    pub final_val_literal_accuracy: Option<f64>,
 }
 
 /// Where one role's training lives, from the keys of its data and tokenizer.
@@ -477,6 +484,8 @@ pub fn train(
         flops: epochs.last().map_or(0.0, |e| e.cumulative_flops),
         wall_seconds: epochs.iter().map(|e| e.seconds).sum(),
         final_val_loss: summary.final_val_loss,
+        final_val_accuracy: summary.final_val_accuracy,
+        final_val_literal_accuracy: summary.final_val_literal_accuracy,
         epochs,
     };
     finish(store, &stage, &output, started)?;

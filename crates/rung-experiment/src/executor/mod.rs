@@ -323,11 +323,13 @@ impl Context<'_> {
             }
             Step::Report => {
                 let results = self.results(self.plan.runs.len(), outputs)?;
+                let mut guards = self.guards()?;
+                guards.pretraining = self.pretraining(outputs)?;
                 let written = crate::report::write(
                     config,
                     &results,
                     self.plan.runs.len(),
-                    &self.guards()?,
+                    &guards,
                     &config.output_dir,
                 )?;
                 let output = ReportOutput {
@@ -363,7 +365,27 @@ impl Context<'_> {
                 self.config,
                 self.episodes,
             )?),
+            pretraining: None,
         })
+    }
+
+    /// The corpus and base models, where the plan pretrains.
+    fn pretraining(
+        &self,
+        outputs: &mut Outputs,
+    ) -> Result<Option<crate::pretrain::Pretraining>, ExperimentError> {
+        if self.plan.corpus.is_none() {
+            return Ok(None);
+        }
+        let corpus = self.corpus(outputs)?;
+        let mut bases = Vec::new();
+        for preset in self.plan.pretrain.keys() {
+            bases.push(self.base(preset, outputs)?);
+        }
+        Ok(Some(crate::pretrain::Pretraining {
+            corpus: corpus.report,
+            bases,
+        }))
     }
 
     /// The guards, refusing a config that cannot measure: one whose experts fall short of
