@@ -377,6 +377,10 @@ pub struct EvaluationConfig {
     /// the tasks validation does not use on the validation split; every such task when unset.
     #[serde(default)]
     pub tasks_per_split: Option<usize>,
+    /// Per-split task counts overriding `tasks_per_split` (`{ test_challenge = 28 }`), for
+    /// splits of very different sizes.
+    #[serde(default)]
+    pub tasks_by_split: BTreeMap<Split, usize>,
     /// Which checkpoint of each training run plays: `best` (validation loss) or `last`.
     #[serde(default)]
     pub checkpoint: CheckpointChoice,
@@ -390,6 +394,16 @@ pub struct EvaluationConfig {
     /// its own), merged by a cheap stage into exactly the unsharded result.
     #[serde(default = "default_shards")]
     pub shards: usize,
+}
+
+impl EvaluationConfig {
+    /// How many tasks of `split` are evaluated (`None`: all of them).
+    pub fn tasks_for(&self, split: Split) -> Option<usize> {
+        self.tasks_by_split
+            .get(&split)
+            .copied()
+            .or(self.tasks_per_split)
+    }
 }
 
 fn default_shards() -> usize {
@@ -737,6 +751,17 @@ impl ExperimentConfig {
         if self.evaluation.splits.is_empty() {
             return bad("evaluation.splits".into(), "name at least one split".into());
         }
+        if let Some((split, _)) = self
+            .evaluation
+            .tasks_by_split
+            .iter()
+            .find(|(split, n)| **n == 0 || !self.evaluation.splits.contains(split))
+        {
+            return bad(
+                format!("evaluation.tasks_by_split.{}", split_name(*split)),
+                "must be at least 1, for a split `evaluation.splits` names".into(),
+            );
+        }
         if self.evaluation.tasks_per_split == Some(0) || self.evaluation.threads == Some(0) {
             return bad(
                 "evaluation".into(),
@@ -746,7 +771,12 @@ impl ExperimentConfig {
         if self.evaluation.shards == 0 {
             return bad("evaluation.shards".into(), "must be at least 1".into());
         }
-        if let Some(tasks) = self.evaluation.tasks_per_split
+        if let Some(tasks) = self
+            .evaluation
+            .splits
+            .iter()
+            .filter_map(|s| self.evaluation.tasks_for(*s))
+            .min()
             && self.evaluation.shards > tasks
         {
             return bad(

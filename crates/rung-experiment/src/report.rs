@@ -308,11 +308,24 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
          over every model call of an episode; training FLOPs are 6·N·tokens (4·N·tokens for \
          LoRA). `±` is one standard deviation over seeds.\n",
         results.runs.len(),
-        config
-            .evaluation
-            .tasks_per_split
-            .map(|n| format!(" ({n} tasks of each split, stratified by template)"))
-            .unwrap_or_default(),
+        {
+            let counts: Vec<String> = config
+                .evaluation
+                .splits
+                .iter()
+                .filter_map(|s| {
+                    config
+                        .evaluation
+                        .tasks_for(*s)
+                        .map(|n| format!("{n} of `{}`", split_name(*s)))
+                })
+                .collect();
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!(" (tasks: {}, stratified by template)", counts.join(", "))
+            }
+        },
     );
     md.push_str(&crate::tables::guards(results));
     let _ = writeln!(md, "## Claims of the paper\n");

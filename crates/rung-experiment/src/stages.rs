@@ -596,7 +596,7 @@ pub fn eval_stage(
     let inputs = json!({
         "environment": config.environment, "system": run.configuration.system,
         "models": train_keys, "seed": run.seed, "split": split,
-        "limit": config.evaluation.tasks_per_split, "budgets": config.evaluation.budgets,
+        "limit": config.evaluation.tasks_for(split), "budgets": config.evaluation.budgets,
         "tasks": crate::subsets::eval_key(config, split),
     });
     store.stage(StageKind::Eval, &eval_name(run, split), &inputs)

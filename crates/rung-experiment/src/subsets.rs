@@ -164,7 +164,7 @@ pub fn eval_tasks(
     split: Split,
 ) -> Result<Vec<TaskId>, ExperimentError> {
     let mut tasks = split_tasks(episodes, split)?;
-    let limit = config.evaluation.tasks_per_split;
+    let limit = config.evaluation.tasks_for(split);
     if split == config.data.validation_split {
         let held: BTreeSet<TaskId> = validation_tasks(config, episodes)?.into_iter().collect();
         let all = tasks.len();
@@ -205,7 +205,7 @@ pub fn eval_key(config: &ExperimentConfig, split: Split) -> Value {
     });
     json!({
         "scheme": SCHEME, "seed": config.data.seed,
-        "limit": config.evaluation.tasks_per_split, "without_validation": validation,
+        "limit": config.evaluation.tasks_for(split), "without_validation": validation,
     })
 }
 
