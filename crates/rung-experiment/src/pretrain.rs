@@ -213,7 +213,7 @@ pub fn pretrain_config(
     object.insert("model".into(), json!({"preset": preset}));
     object.insert("tokenizer".into(), json!(tokenizer));
     object.insert("roles".into(), json!([Role::Executor]));
-    object.insert("curriculum".into(), serde_json::to_value(&all)?);
+    object.insert("curriculum".into(), serde_json::to_value(all)?);
     object.insert("seed".into(), json!(p.seed));
     object.insert("gold_plans".into(), json!(false));
     object.insert("progress".into(), json!(true));
