@@ -42,6 +42,47 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     let report = std::fs::read_to_string(&outcome.report).unwrap();
     let results = read_results(&outcome.results);
 
+    // One corpus and one pretrained tiny base, shared by all six role models.
+    let stages = started(&events(&out));
+    assert_eq!(
+        stages.iter().filter(|s| *s == "corpus").count(),
+        1,
+        "{stages:?}"
+    );
+    assert_eq!(
+        stages.iter().filter(|s| *s == "pretrain").count(),
+        1,
+        "{stages:?}"
+    );
+    let base: Vec<_> = std::fs::read_dir(out.join("stages/pretrain"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(base.len(), 1);
+    let base_done: Value =
+        serde_json::from_str(&std::fs::read_to_string(base[0].join("done.json")).unwrap()).unwrap();
+    assert!(
+        base_done["tokens"].as_u64().unwrap() > 10_000,
+        "{base_done}"
+    );
+    let base_dir = base_done["model_dir"].as_str().unwrap().to_owned();
+    let mut fine_tuned = 0;
+    for stage in std::fs::read_dir(out.join("stages/train")).unwrap() {
+        let run = stage.unwrap().path().join("run/config.json");
+        let train: Value = serde_json::from_str(&std::fs::read_to_string(&run).unwrap()).unwrap();
+        assert_eq!(
+            train["model"]["hf_dir"].as_str(),
+            Some(base_dir.as_str()),
+            "{} fine-tunes the base",
+            run.display()
+        );
+        fine_tuned += 1;
+    }
+    assert_eq!(
+        fine_tuned, 6,
+        "1 single + 2 two-agent roles, × prost and all"
+    );
+
     // Every run was trained and evaluated on the headline split.
     assert_eq!(results.runs.len(), 4);
     for run in &results.runs {
@@ -106,6 +147,43 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
     );
     assert_eq!(results.claims.len(), 3);
     assert!(report.contains("ProST lowers sub-task error rates"));
+
+    // The guards: the experts complete every evaluated task under the smoke budgets, the task
+    // subsets cover one template per task, and every configuration has per-task outcomes, an
+    // interval, and a histogram of how its episodes ended.
+    assert_eq!(results.expert_ceiling.len(), 2, "one row per system");
+    for c in &results.expert_ceiling {
+        assert_eq!((c.tgc, c.episodes), (100.0, 6), "{c:?}");
+    }
+    let coverage = results.coverage.as_ref().expect("coverage measured");
+    assert_eq!(
+        (coverage.train_tasks, coverage.train_templates),
+        (12, 12),
+        "12 tasks of 12 templates (the split has {})",
+        coverage.split_templates
+    );
+    assert_eq!(coverage.splits[0].templates, 6);
+    for c in headline {
+        assert_eq!(c.task_success.len(), 6, "{}", c.label);
+        let interval = c.tgc_interval.expect("an interval");
+        assert!(interval.interval.contains(c.tgc.mean), "{}", c.label);
+        assert_eq!(c.ends.values().sum::<usize>(), 6, "{}", c.label);
+    }
+    assert!(
+        results
+            .comparisons
+            .iter()
+            .any(|c| c.paired.is_some_and(|p| p.tasks == 6)),
+        "prost and all compared task by task"
+    );
+    for section in [
+        "## Guards",
+        "expert ceiling",
+        "## Paired comparisons",
+        "parse failures/turn",
+    ] {
+        assert!(report.contains(section), "the report has `{section}`");
+    }
 
     // Each configuration's final validation loss is the mean of its runs' role models' losses,
     // and the report compares it between prost and all for both systems.

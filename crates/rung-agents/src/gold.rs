@@ -54,6 +54,15 @@ pub struct CellWindow {
     pub cells: Range<usize>,
 }
 
+/// One cell run by [`GoldSource::probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbedCell {
+    /// What it printed (or its error).
+    pub output: String,
+    /// Whether it changed the world's state.
+    pub changed_state: bool,
+}
+
 /// Gold knowledge about a task set.
 pub trait GoldSource: Send + Sync {
     /// The tasks of a split, in a stable order (empty where the source does not know).
@@ -66,6 +75,15 @@ pub trait GoldSource: Send + Sync {
     /// when they can be sure the wrong name is rejected.
     fn api_parameters(&self, app: &str, api: &str) -> Option<Vec<String>> {
         let _ = (app, api);
+        None
+    }
+
+    /// Runs `cells` in a fresh copy of the task's start state and returns each cell's output and
+    /// whether it changed the state; `None` where the source cannot run code. Experts probe a
+    /// deliberate mistake with it before writing it, so that they only make mistakes that fail
+    /// (or find nothing) without touching the world.
+    fn probe(&self, task_id: &TaskId, cells: &[&str]) -> Option<Vec<ProbedCell>> {
+        let _ = (task_id, cells);
         None
     }
 
@@ -180,6 +198,23 @@ impl GoldSource for WorldGold {
                 .map(|p| p.name.to_owned())
                 .collect(),
         )
+    }
+
+    fn probe(&self, task_id: &TaskId, cells: &[&str]) -> Option<Vec<ProbedCell>> {
+        let suite = self.world.suite();
+        let task = suite.task(task_id)?;
+        // Probes are the experts' own code, trusted like the gold program.
+        let run = replay(suite, task, cells, Limits::default().in_thread());
+        let probed = run
+            .outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, output)| ProbedCell {
+                output,
+                changed_state: !run.states[i + 1].diff(&run.states[i]).is_empty(),
+            })
+            .collect();
+        Some(probed)
     }
 
     fn judge(&self, task_id: &TaskId, cells: &[&str], windows: &[CellWindow]) -> Option<Vec<bool>> {

@@ -17,6 +17,7 @@
 pub mod apps;
 pub mod appworld_gold;
 mod budget;
+pub mod corpus;
 mod error;
 pub mod expert;
 pub mod gold;
@@ -32,8 +33,8 @@ pub use apps::AppCatalog;
 pub use appworld_gold::AppWorldGold;
 pub use budget::Budgets;
 pub use error::AgentError;
-pub use expert::{ExpertOptions, Experts};
-pub use gold::{GoldPlan, GoldSource, GoldSubtask, WorldGold};
+pub use expert::{ExpertHabits, ExpertOptions, Experts, InvalidHabits, MistakeMix};
+pub use gold::{GoldPlan, GoldSource, GoldSubtask, ProbedCell, WorldGold};
 pub use harness::{
     Backend, DataGenOptions, DataGenReport, EvalOptions, EvalReport, JudgedEpisode, evaluate,
     evaluate_episodes, generate_expert_data, replay_episode, run_split, task_list,

@@ -4,6 +4,7 @@
 use rung_env::TaskInfo;
 use rung_trajectory::{Message, Role, SystemKind};
 
+use crate::budget::Budgets;
 use crate::tokens::{estimate_prompt_tokens, estimate_tokens};
 
 /// One model output and what it cost.
@@ -91,6 +92,10 @@ pub struct EpisodeContext<'a> {
     /// policy caps generation at it, so that an over-long output ends cleanly at the cap
     /// instead of overrunning the budget.
     pub max_tokens_per_turn: u64,
+    /// All of the system's budgets: a scripted expert fits its deliberate detours (mistakes,
+    /// look-ups, format slips) into them, so that the data it writes under evaluation budgets
+    /// shows the same retry messages a model meets there and still succeeds.
+    pub budgets: Budgets,
 }
 
 /// Produces a role's next output from the conversation so far.

@@ -393,6 +393,25 @@ fn an_executor_that_reports_without_working_errs_on_every_changing_subtask() {
                     result: "done".into()
                 })
     );
+    // Per-task outcomes and diagnostics add up to the aggregates.
+    assert_eq!(report.outcomes.len(), 60);
+    let solved = report.outcomes.iter().filter(|o| o.success).count();
+    assert!((100.0 * solved as f64 / 60.0 - report.scores.overall.tgc).abs() < 1e-9);
+    let e = report.subtask_errors.as_ref().unwrap();
+    let failed: usize = report.outcomes.iter().map(|o| o.failed_subtasks).sum();
+    let judged: usize = report.outcomes.iter().map(|o| o.subtasks).sum();
+    assert_eq!((failed, judged), (e.overall.errors, e.overall.subtasks));
+    let d = report.diagnostics;
+    assert_eq!(d.episodes, 60);
+    assert_eq!(d.malformed_turns, 0, "`DONE: done` is a valid report");
+    assert_eq!(
+        d.code_cells as u32, report.cost.total.interactions,
+        "every cell that ran is an interaction"
+    );
+    assert!(
+        d.turns >= 2 * 60,
+        "an orchestrator and an executor turn at least"
+    );
     let errors = report.subtask_errors.unwrap();
     assert_eq!(
         errors.by_role[&Role::Orchestrator].errors,

@@ -30,8 +30,46 @@ pub enum DataCommand {
     /// datasets/trajectories/README.md, written atomically. The same options give the same
     /// file, byte for byte apart from timings.
     Gen(GenArgs),
+    /// Write the world-pretraining corpus: walks through other suites' worlds as executor
+    /// conversations.
+    ///
+    /// Each walk is one person's session with the apps of one world: the gold login, list,
+    /// search, show, create and update calls with parameters filled from earlier outputs
+    /// (copied as literals or referenced as `inbox[2]["mail_id"]`), documentation look-ups and
+    /// the real outputs, errors included (failed cells are kept but not supervised). Every
+    /// call becomes one executor conversation built with the prompts inference uses. No walk
+    /// touches the worlds of --exclude-suite (the evaluated suite), and walks that mention any
+    /// of its people are dropped. `[pretraining]` in an experiment config does the same as a
+    /// stage; this command is for looking at the corpus or training a base by hand with
+    /// `rung train` (`gold_plans = false`).
+    Corpus(CorpusArgs),
     /// Summarise a trajectory file: success, ends, difficulty, sub-tasks, per system and per role.
     Stats(crate::curriculum_cmd::StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CorpusArgs {
+    /// Suite seeds whose worlds are walked (comma-separated), never --exclude-suite.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    suite_seeds: Vec<u64>,
+    /// Worlds per suite seed.
+    #[arg(long, default_value_t = 6)]
+    worlds_per_seed: u64,
+    /// Walks per world, over its people in turn.
+    #[arg(long, default_value_t = 40)]
+    walks_per_world: usize,
+    /// API calls per walk.
+    #[arg(long, default_value_t = 6)]
+    steps: usize,
+    /// Seed of the walks' choices.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The evaluated suite's seed: its worlds and people never appear.
+    #[arg(long, default_value_t = 0)]
+    exclude_suite: u64,
+    /// Output file.
+    #[arg(long, default_value = "runs/data/corpus.jsonl")]
+    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -83,8 +121,37 @@ pub struct GenArgs {
 pub fn run(command: DataCommand) -> Result<()> {
     match command {
         DataCommand::Gen(args) => generate(&args),
+        DataCommand::Corpus(args) => corpus(&args),
         DataCommand::Stats(args) => crate::curriculum_cmd::run_stats(&args),
     }
+}
+
+fn corpus(args: &CorpusArgs) -> Result<()> {
+    let options = rung_agents::corpus::CorpusOptions {
+        suite_seeds: args.suite_seeds.clone(),
+        worlds_per_seed: args.worlds_per_seed,
+        walks_per_world: args.walks_per_world,
+        walk: rung_world::walks::WalkOptions {
+            steps: args.steps,
+            ..Default::default()
+        },
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let report = rung_agents::corpus::write_corpus(&options, args.exclude_suite, &args.out)
+        .with_context(|| format!("writing the corpus {}", args.out.display()))?;
+    println!(
+        "wrote {} walks ({} conversations, {} cells of which {} failed; {} walks dropped for \
+         mentioning an evaluated person) to {} in {:.1}s",
+        report.walks,
+        report.conversations,
+        report.cells,
+        report.failed_cells,
+        report.dropped,
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn generate(args: &GenArgs) -> Result<()> {

@@ -72,8 +72,8 @@ impl TargetArgs {
 struct RunArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Redo this stage (data, tokenizer, train, eval or report) and every later one, even
-    /// where done; repeatable.
+    /// Redo this stage (data, ceiling, tokenizer, train, eval or report) and every later one,
+    /// even where done; repeatable.
     #[arg(long, value_name = "STAGE")]
     force: Vec<StageKind>,
     /// Validate the config and print the runs (with `--executor slurm`: the job scripts)

@@ -55,7 +55,8 @@ keep_last = 1
 splits = ["test_normal"]
 tasks_per_split = 3
 checkpoint = "last"
-budgets = { max_interactions = 4, max_tokens_per_turn = 32, max_subtasks = 2, max_executor_steps = 2, max_format_retries = 1 }
+# As small as the experts allow: the run refuses budgets under which they fail a task.
+budgets = { max_interactions = 10, max_tokens_per_turn = 128, max_subtasks = 2, max_executor_steps = 2, max_format_retries = 1 }
 
 [[group]]
 systems = ["single"]

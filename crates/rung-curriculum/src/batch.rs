@@ -53,6 +53,8 @@ pub struct Batch {
     pub input_ids: Vec<u32>,
     /// Loss mask; 0 on padding.
     pub loss_mask: Vec<u8>,
+    /// The samples' literal masks ([`Sample::literal_mask`]); 0 on padding.
+    pub literal_mask: Vec<u8>,
     /// Position ids, restarting at 0 for every sample of a row; 0 on padding.
     pub position_ids: Vec<u32>,
     /// 1, 2, … for the samples of a row in order, 0 on padding. A token may attend to a key
@@ -150,6 +152,7 @@ fn assemble(samples: &[Sample], rows: &[Vec<usize>], pad_id: u32) -> Batch {
         seq_len,
         input_ids: vec![pad_id; size],
         loss_mask: vec![0; size],
+        literal_mask: vec![0; size],
         position_ids: vec![0; size],
         segment_ids: vec![0; size],
         lengths,
@@ -162,6 +165,7 @@ fn assemble(samples: &[Sample], rows: &[Vec<usize>], pad_id: u32) -> Batch {
             let range = at..at + sample.len();
             batch.input_ids[range.clone()].copy_from_slice(&sample.ids);
             batch.loss_mask[range.clone()].copy_from_slice(&sample.loss_mask);
+            batch.literal_mask[range.clone()].copy_from_slice(&sample.literal_mask);
             batch.position_ids[range.clone()].copy_from_slice(&sample.position_ids);
             batch.segment_ids[range].fill(s as u32 + 1);
             at += sample.len();

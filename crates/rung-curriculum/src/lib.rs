@@ -69,6 +69,7 @@
 mod batch;
 mod data;
 mod epoch;
+pub mod literal;
 mod render;
 pub mod rng;
 mod sample;
@@ -80,7 +81,9 @@ pub use epoch::{
     EpochSamples, EpochStats, RoleEpochStats, curriculum_table, epoch_samples, epoch_stats,
     schedule_stats,
 };
-pub use render::{BYTE_IM_END, BYTE_IM_START, ByteRenderer, ChatRenderer, Tokens, role_name};
+pub use render::{
+    BYTE_IM_END, BYTE_IM_START, ByteRenderer, ChatRenderer, ContentSpan, Spans, Tokens, role_name,
+};
 pub use sample::{FitReport, Overflow, Sample, SampleOptions, render_trajectory};
 pub use schedule::{Curriculum, Growth, Schedule, ScheduleContext, TrajectoryInfo, Unsupervised};
 

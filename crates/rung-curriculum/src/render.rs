@@ -11,6 +11,20 @@ pub struct Tokens {
     pub mask: Vec<u8>,
 }
 
+/// The bytes `start..end` of `messages[message].content` that one rendered token covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentSpan {
+    /// Index of the message.
+    pub message: usize,
+    /// First byte in the content.
+    pub start: usize,
+    /// One past the last byte in the content.
+    pub end: usize,
+}
+
+/// For each rendered token, the content bytes it covers (`None` for template tokens).
+pub type Spans = Vec<Option<ContentSpan>>;
+
 /// Renders a conversation to model input.
 ///
 /// The contract, which rung-model's ChatML renderer (`rung_model::chat::render`) meets and any
@@ -36,6 +50,16 @@ pub trait ChatRenderer {
     fn count_tokens(&self, messages: &[Message]) -> Result<usize, Self::Error> {
         Ok(self.render(messages)?.ids.len())
     }
+
+    /// `render`, plus which content bytes each token covers, where the renderer can say
+    /// (`None` otherwise: its samples then mark no token as a literal, see
+    /// [`crate::literal`]). Same ids and mask as `render`.
+    fn render_with_spans(
+        &self,
+        messages: &[Message],
+    ) -> Result<(Tokens, Option<Spans>), Self::Error> {
+        Ok((self.render(messages)?, None))
+    }
 }
 
 impl<R: ChatRenderer + ?Sized> ChatRenderer for &R {
@@ -47,6 +71,13 @@ impl<R: ChatRenderer + ?Sized> ChatRenderer for &R {
 
     fn count_tokens(&self, messages: &[Message]) -> Result<usize, Self::Error> {
         (**self).count_tokens(messages)
+    }
+
+    fn render_with_spans(
+        &self,
+        messages: &[Message],
+    ) -> Result<(Tokens, Option<Spans>), Self::Error> {
+        (**self).render_with_spans(messages)
     }
 }
 
@@ -120,5 +151,25 @@ impl ChatRenderer for ByteRenderer {
             .iter()
             .map(|m| role_name(m.role).len() + m.content.len() + 4)
             .sum())
+    }
+
+    fn render_with_spans(
+        &self,
+        messages: &[Message],
+    ) -> Result<(Tokens, Option<Spans>), Self::Error> {
+        let tokens = self.render(messages)?;
+        let mut spans = Vec::with_capacity(tokens.ids.len());
+        for (index, message) in messages.iter().enumerate() {
+            spans.extend(std::iter::repeat_n(None, role_name(message.role).len() + 2));
+            spans.extend((0..message.content.len()).map(|b| {
+                Some(ContentSpan {
+                    message: index,
+                    start: b,
+                    end: b + 1,
+                })
+            }));
+            spans.extend([None, None]);
+        }
+        Ok((tokens, Some(spans)))
     }
 }

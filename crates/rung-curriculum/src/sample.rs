@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::CurriculumError;
 use crate::data::{Conversation, Trajectory};
+use crate::literal::literal_mask;
 use crate::render::ChatRenderer;
 use crate::schedule::Unsupervised;
 
@@ -51,6 +52,9 @@ pub struct Sample {
     /// 1 on the tokens of the supervised assistant turns (content and end-of-turn token), 0
     /// elsewhere. Position `i`'s flag is for predicting `ids[i]` (a trainer shifts as usual).
     pub loss_mask: Vec<u8>,
+    /// 1 on the supervised tokens that copy a task-specific value from the context (see
+    /// [`crate::literal`]), 0 elsewhere; all 0 when the renderer gives no token spans.
+    pub literal_mask: Vec<u8>,
     /// 0, 1, … (consecutive even where turns were dropped).
     pub position_ids: Vec<u32>,
     /// The turns (indices into `episode.turns`) supervised here.
@@ -138,8 +142,8 @@ pub fn render_trajectory<R: ChatRenderer>(
         let pieces = fit(&prepared, renderer, options, &mut report)?;
         for (part, piece) in pieces.into_iter().enumerate() {
             let messages = prepared.assemble(&piece);
-            let tokens = renderer
-                .render(&messages)
+            let (tokens, spans) = renderer
+                .render_with_spans(&messages)
                 .map_err(CurriculumError::render)?;
             if tokens.ids.len() != tokens.mask.len() {
                 return Err(CurriculumError::Renderer(format!(
@@ -156,6 +160,16 @@ pub fn render_trajectory<R: ChatRenderer>(
                     tokens.ids.len()
                 )));
             }
+            if let Some(spans) = &spans
+                && spans.len() != tokens.ids.len()
+            {
+                return Err(CurriculumError::Renderer(format!(
+                    "render returned {} ids and {} token spans",
+                    tokens.ids.len(),
+                    spans.len()
+                )));
+            }
+            let literal_mask = literal_mask(&messages, &tokens.mask, spans.as_ref());
             let supervised_turns: Vec<usize> = piece
                 .trained
                 .iter()
@@ -173,6 +187,7 @@ pub fn render_trajectory<R: ChatRenderer>(
                 role,
                 ids: tokens.ids,
                 loss_mask: tokens.mask,
+                literal_mask,
                 position_ids: (0..len as u32).collect(),
                 supervised_turns,
                 subtasks: subtasks.into_iter().collect(),

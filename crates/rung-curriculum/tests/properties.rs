@@ -309,6 +309,7 @@ proptest! {
             role: Role::Executor,
             ids: (0..len).map(|j| 10 + (i * 100 + j) as u32).collect(),
             loss_mask: (0..len).map(|j| u8::from(j % 3 == 1)).collect(),
+            literal_mask: (0..len).map(|j| u8::from(j % 6 == 1)).collect(),
             position_ids: (0..len as u32).collect(),
             supervised_turns: vec![],
             subtasks: vec![],

@@ -46,6 +46,11 @@ pub struct ExperimentConfig {
     /// those the experiment sets itself (data, model, roles, curriculum, seed, output_dir, …).
     #[serde(default)]
     pub training: toml::Table,
+    /// World pretraining: one base model per preset, trained once on a corpus of world walks
+    /// and fine-tuned by every role, schedule and seed (absent: every model starts from
+    /// scratch).
+    #[serde(default)]
+    pub pretraining: Option<PretrainingConfig>,
     /// Evaluation.
     pub evaluation: EvaluationConfig,
     /// Grids of runs; their union (duplicates removed) is the experiment.
@@ -202,13 +207,15 @@ pub struct DataConfig {
     /// Split whose tasks the experts play for training data.
     #[serde(default = "default_train_split")]
     pub train_split: Split,
-    /// Use only the first N tasks of the training split.
+    /// Use N tasks of the training split, stratified by template with the data seed
+    /// ([`crate::subsets`]); the whole split when unset.
     #[serde(default)]
     pub train_tasks: Option<usize>,
     /// Split whose expert episodes give the validation loss.
     #[serde(default = "default_validation_split")]
     pub validation_split: Split,
-    /// Use only the first N tasks of the validation split.
+    /// Use N tasks of the validation split, stratified by template with the data seed; the
+    /// whole split when unset.
     #[serde(default)]
     pub validation_tasks: Option<usize>,
     /// Fraction of expert episodes with a deliberate mistake and its recovery.
@@ -299,6 +306,54 @@ pub struct ModelEntry {
     /// Training keys overriding `[training]` for this model (e.g. a lower `lr`).
     #[serde(default)]
     pub training: toml::Table,
+    /// Whether a preset starts from its world-pretrained base (`[pretraining]`); true by
+    /// default when `[pretraining]` exists. `false` trains from scratch: the ablation that
+    /// shows what pretraining buys.
+    #[serde(default)]
+    pub pretrained: Option<bool>,
+}
+
+/// The world-pretraining stage: its corpus and how the base models train on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainingConfig {
+    /// The corpus: walks through the worlds of other suite seeds (`suite_seeds` must not
+    /// contain `environment.suite_seed`).
+    pub corpus: rung_agents::corpus::CorpusOptions,
+    /// Training keys of the base models, over `[training]` (e.g. `epochs`, `lr`,
+    /// `pack_length`); `epochs` defaults to 1.
+    #[serde(default)]
+    pub training: toml::Table,
+    /// Seed of the base models' initialisation and shuffling.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl ExperimentConfig {
+    /// Whether model `name` fine-tunes a world-pretrained base.
+    pub fn pretrained(&self, name: &str) -> bool {
+        let Some(entry) = self.models.get(name) else {
+            return false;
+        };
+        self.pretraining.is_some() && entry.preset.is_some() && entry.pretrained.unwrap_or(true)
+    }
+
+    /// The preset of model `name` when it fine-tunes a world-pretrained base.
+    pub fn pretrained_preset(&self, name: &str) -> Option<&str> {
+        self.pretrained(name)
+            .then(|| self.models[name].preset.as_deref())
+            .flatten()
+    }
+
+    /// The distinct presets with a pretrained base, over every model of `[models]`.
+    pub fn pretrained_presets(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<String> = self
+            .models
+            .keys()
+            .filter_map(|name| self.pretrained_preset(name).map(str::to_owned))
+            .collect();
+        set.into_iter().collect()
+    }
 }
 
 impl ModelEntry {
@@ -318,9 +373,14 @@ impl ModelEntry {
 pub struct EvaluationConfig {
     /// Splits to evaluate on; the last is the test split of the report's headline.
     pub splits: Vec<Split>,
-    /// Evaluate only the first N tasks of each split.
+    /// Evaluate N tasks of each split, stratified by template with the data seed, drawn from
+    /// the tasks validation does not use on the validation split; every such task when unset.
     #[serde(default)]
     pub tasks_per_split: Option<usize>,
+    /// Per-split task counts overriding `tasks_per_split` (`{ test_challenge = 28 }`), for
+    /// splits of very different sizes.
+    #[serde(default)]
+    pub tasks_by_split: BTreeMap<Split, usize>,
     /// Which checkpoint of each training run plays: `best` (validation loss) or `last`.
     #[serde(default)]
     pub checkpoint: CheckpointChoice,
@@ -334,6 +394,16 @@ pub struct EvaluationConfig {
     /// its own), merged by a cheap stage into exactly the unsharded result.
     #[serde(default = "default_shards")]
     pub shards: usize,
+}
+
+impl EvaluationConfig {
+    /// How many tasks of `split` are evaluated (`None`: all of them).
+    pub fn tasks_for(&self, split: Split) -> Option<usize> {
+        self.tasks_by_split
+            .get(&split)
+            .copied()
+            .or(self.tasks_per_split)
+    }
 }
 
 fn default_shards() -> usize {
@@ -589,6 +659,21 @@ impl ExperimentConfig {
                 (None, Some(_)) => {}
                 _ => return bad(key, "give exactly one of `preset` and `hf`".into()),
             }
+            match (model.pretrained, &self.pretraining, &model.hf) {
+                (Some(true), None, _) => {
+                    return bad(
+                        format!("{key}.pretrained"),
+                        "needs a `[pretraining]` section to pretrain the base".into(),
+                    );
+                }
+                (Some(true), _, Some(_)) => {
+                    return bad(
+                        format!("{key}.pretrained"),
+                        "HF models come pretrained; world pretraining is for presets".into(),
+                    );
+                }
+                _ => {}
+            }
             if let Some(lora) = &model.lora {
                 lora.validate()
                     .map_err(|e| ExperimentError::Config(format!("`{key}.lora`: {e}")))?;
@@ -596,6 +681,52 @@ impl ExperimentConfig {
             check_training_table(&model.training, &format!("{key}.training"))?;
         }
         check_training_table(&self.training, "training")?;
+        if let Some(pretraining) = &self.pretraining {
+            check_training_table(&pretraining.training, "pretraining.training")?;
+            let corpus = &pretraining.corpus;
+            let evaluated = match self.environment {
+                EnvironmentConfig::Embedded { suite_seed } => suite_seed,
+                EnvironmentConfig::Appworld { .. } => {
+                    return bad(
+                        "pretraining".into(),
+                        "world pretraining walks the embedded world's apps; AppWorld runs \
+                         fine-tune HF models instead"
+                            .into(),
+                    );
+                }
+            };
+            if corpus.suite_seeds.is_empty() || corpus.walks_per_world == 0 {
+                return bad(
+                    "pretraining.corpus".into(),
+                    "name at least one suite seed and at least one walk per world".into(),
+                );
+            }
+            if corpus.suite_seeds.contains(&evaluated) {
+                return bad(
+                    "pretraining.corpus.suite_seeds".into(),
+                    format!(
+                        "contains {evaluated}, the seed of the evaluated tasks' worlds; the \
+                         corpus must come from other worlds"
+                    ),
+                );
+            }
+            if matches!(self.tokenizer, TokenizerConfig::Model) {
+                return bad(
+                    "tokenizer.kind".into(),
+                    "world pretraining needs a shared tokenizer (`train` or `file`)".into(),
+                );
+            }
+            for preset in self.pretrained_presets() {
+                crate::pretrain::pretrain_config(
+                    self,
+                    &preset,
+                    Path::new("c.jsonl"),
+                    None,
+                    Path::new("out"),
+                )
+                .map_err(|e| ExperimentError::Config(format!("`pretraining.training`: {e:#}")))?;
+            }
+        }
         for name in self.models.keys() {
             // Every model's merged training config must be a valid `rung train` config.
             let files = crate::stages::JobFiles {
@@ -603,6 +734,7 @@ impl ExperimentConfig {
                 validation: Path::new("val.jsonl"),
                 output_dir: Path::new("out"),
                 tokenizer: None,
+                base: None,
             };
             crate::stages::train_config_for(
                 self,
@@ -619,6 +751,17 @@ impl ExperimentConfig {
         if self.evaluation.splits.is_empty() {
             return bad("evaluation.splits".into(), "name at least one split".into());
         }
+        if let Some((split, _)) = self
+            .evaluation
+            .tasks_by_split
+            .iter()
+            .find(|(split, n)| **n == 0 || !self.evaluation.splits.contains(split))
+        {
+            return bad(
+                format!("evaluation.tasks_by_split.{}", split_name(*split)),
+                "must be at least 1, for a split `evaluation.splits` names".into(),
+            );
+        }
         if self.evaluation.tasks_per_split == Some(0) || self.evaluation.threads == Some(0) {
             return bad(
                 "evaluation".into(),
@@ -628,7 +771,12 @@ impl ExperimentConfig {
         if self.evaluation.shards == 0 {
             return bad("evaluation.shards".into(), "must be at least 1".into());
         }
-        if let Some(tasks) = self.evaluation.tasks_per_split
+        if let Some(tasks) = self
+            .evaluation
+            .splits
+            .iter()
+            .filter_map(|s| self.evaluation.tasks_for(*s))
+            .min()
             && self.evaluation.shards > tasks
         {
             return bad(

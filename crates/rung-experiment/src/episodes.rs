@@ -58,6 +58,61 @@ impl Episodes {
         }))
     }
 
+    /// The template a task was made from: the embedded world's template name, AppWorld's
+    /// scenario (its task ids are `<scenario>_<variant>`). Subsets stratify by it.
+    pub fn template(&self, task: &rung_env::TaskId) -> String {
+        match &self.config {
+            EnvironmentConfig::Embedded { suite_seed } => self
+                .world(*suite_seed)
+                .suite()
+                .task(task)
+                .map(|t| t.template.clone())
+                .unwrap_or_else(|| task.scenario_id().to_string()),
+            EnvironmentConfig::Appworld { .. } => task.scenario_id().to_string(),
+        }
+    }
+
+    /// The tasks of `split` in their file order, without starting any server: the embedded
+    /// world's, or an AppWorld split's task file, or the gold file's list.
+    pub fn task_ids(&self, split: Split) -> Result<Vec<rung_env::TaskId>, ExperimentError> {
+        let tasks = match &self.config {
+            EnvironmentConfig::Embedded { suite_seed } => self
+                .world(*suite_seed)
+                .suite()
+                .split(split)
+                .map(|t| t.task_id.clone())
+                .collect(),
+            EnvironmentConfig::Appworld { tasks, gold, .. } => {
+                let key = format!("environment.tasks.{}", split_name(split));
+                match (tasks.get(&split), gold) {
+                    (Some(file), _) => {
+                        let file = expand_env(&file.to_string_lossy(), &key)?;
+                        read_task_ids(Path::new(&file))
+                            .map_err(|e| ExperimentError::Config(format!("`{key}`: {e}")))?
+                    }
+                    (None, Some(path)) => {
+                        let path = expand_env(&path.to_string_lossy(), "environment.gold")?;
+                        AppWorldGold::load(Path::new(&path))
+                            .map_err(|e| {
+                                ExperimentError::Config(format!("`environment.gold` {path}: {e}"))
+                            })?
+                            .tasks(split)
+                    }
+                    (None, None) => {
+                        return Err(ExperimentError::Config(format!("`{key}` is missing")));
+                    }
+                }
+            }
+        };
+        if tasks.is_empty() {
+            return Err(ExperimentError::Config(format!(
+                "the environment has no {} tasks",
+                split_name(split)
+            )));
+        }
+        Ok(tasks)
+    }
+
     /// The apps the orchestrator's prompt lists.
     pub fn apps(&self) -> AppCatalog {
         match &self.config {

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::ExperimentError;
 use crate::config::{ExperimentConfig, TokenizerConfig};
 use crate::plan::{self, Run, TrainJob};
+use crate::pretrain::{corpus_stage, pretrain_stage};
 use crate::shards::shard_stage;
 use crate::stages::{
     data_name, data_stage, eval_name, eval_stage, recorded_key, tokenizer_file_key,
@@ -37,6 +38,13 @@ pub enum Step {
     },
     /// The shared BPE tokenizer.
     Tokenizer,
+    /// The world-pretraining corpus.
+    Corpus,
+    /// A preset's world-pretrained base model.
+    Pretrain {
+        /// The preset.
+        preset: String,
+    },
     /// One role's model.
     Train(TrainJob),
     /// One run (an index into [`StagePlan::runs`]) on one split, unsharded.
@@ -99,6 +107,10 @@ pub struct StagePlan {
     pub data: BTreeMap<(SystemKind, bool), Option<usize>>,
     /// The tokenizer node, where the tokenizer is trained.
     pub tokenizer: Option<usize>,
+    /// The corpus node, where models are world-pretrained.
+    pub corpus: Option<usize>,
+    /// The pretraining node of each preset with a pretrained base.
+    pub pretrain: BTreeMap<String, usize>,
     /// The node of each training job.
     pub train: BTreeMap<TrainJob, usize>,
     /// The node whose stage holds each (run, split)'s evaluation: the evaluation, or the merge
@@ -123,6 +135,8 @@ impl StagePlan {
             nodes: Vec::new(),
             data: BTreeMap::new(),
             tokenizer: None,
+            corpus: None,
+            pretrain: BTreeMap::new(),
             train: BTreeMap::new(),
             evals: BTreeMap::new(),
             report: 0,
@@ -177,6 +191,39 @@ impl StagePlan {
                 Some(key)
             }
         };
+        let mut base_keys: BTreeMap<String, String> = BTreeMap::new();
+        let presets: std::collections::BTreeSet<String> = out
+            .jobs
+            .iter()
+            .filter_map(|job| config.pretrained_preset(&job.model).map(str::to_owned))
+            .collect();
+        if !presets.is_empty() {
+            let stage = corpus_stage(config, store)?;
+            let corpus_key = stage.key.clone();
+            let corpus = out.push("corpus".into(), Step::Corpus, stage, Vec::new());
+            out.corpus = Some(corpus);
+            for preset in presets {
+                let stage = pretrain_stage(
+                    config,
+                    store,
+                    &preset,
+                    &corpus_key,
+                    tokenizer_key.as_deref(),
+                )?;
+                base_keys.insert(preset.clone(), stage.key.clone());
+                let mut deps = vec![corpus];
+                deps.extend(out.tokenizer);
+                let node = out.push(
+                    format!("pretrain/{preset}"),
+                    Step::Pretrain {
+                        preset: preset.clone(),
+                    },
+                    stage,
+                    deps,
+                );
+                out.pretrain.insert(preset, node);
+            }
+        }
         let mut train_keys: BTreeMap<TrainJob, String> = BTreeMap::new();
         let splits = config.evaluation.splits.clone();
         let shards = config.evaluation.shards;
@@ -194,6 +241,9 @@ impl StagePlan {
                     &data_keys[&(system, true)],
                     &data_keys[&(system, false)],
                     tokenizer_key.as_deref(),
+                    config
+                        .pretrained_preset(&job.model)
+                        .map(|preset| base_keys[preset].as_str()),
                 );
                 train_keys.insert(job.clone(), stage.key.clone());
                 let mut deps: Vec<usize> = [out.data[&(system, true)], out.data[&(system, false)]]
@@ -201,6 +251,11 @@ impl StagePlan {
                     .flatten()
                     .collect();
                 deps.extend(out.tokenizer);
+                deps.extend(
+                    config
+                        .pretrained_preset(&job.model)
+                        .map(|preset| out.pretrain[preset]),
+                );
                 let node = out.push(
                     format!("train/{}", job.name()),
                     Step::Train(job.clone()),

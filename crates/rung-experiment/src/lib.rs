@@ -7,6 +7,12 @@
 //! over seeds ([`results`]), finds the effectiveness–cost Pareto front ([`pareto`]) and writes
 //! `report.md`, `results.json` and plots ([`report`], [`plots`]).
 //!
+//! Before anything trains, guards check that the run can measure: the scripted experts must
+//! reach 100% TGC on the evaluated tasks under the evaluation's budgets ([`ceiling`]), and the
+//! task subsets are stratified by template, with evaluation held apart from validation
+//! ([`subsets`]). Configurations are compared task by task with paired statistics ([`stats`],
+//! [`claims`]).
+//!
 //! The stages form a plan with explicit edges ([`graph`]) that an executor runs: in this
 //! process ([`executor::local`]) or as one Slurm job per stage ([`executor::slurm`]).
 //!
@@ -15,6 +21,8 @@
 
 #![warn(missing_docs)]
 
+pub mod ceiling;
+pub mod claims;
 pub mod config;
 pub mod episodes;
 pub mod executor;
@@ -23,12 +31,17 @@ pub mod pareto;
 pub mod pipeline;
 pub mod plan;
 pub mod plots;
+pub mod pretrain;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod rng;
 pub mod shards;
 pub mod stages;
+pub mod stats;
 pub mod store;
+pub mod subsets;
+pub mod tables;
 
 use std::path::PathBuf;
 

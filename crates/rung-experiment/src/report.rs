@@ -8,10 +8,56 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::ExperimentError;
+use crate::ceiling::CeilingOutput;
+pub use crate::claims::{Claim, Comparison, Verdict, claims};
 use crate::config::{ExperimentConfig, split_name};
 use crate::plan::short;
 use crate::results::{ConfigSummary, RunResult, Stat, summarise};
 use crate::store::write_atomic;
+use crate::subsets::Coverage;
+
+/// What the guards measured before anything trained: the experts' ceiling and how the task
+/// subsets cover the templates.
+#[derive(Debug, Clone, Default)]
+pub struct Guards {
+    /// The experts per system and evaluated split.
+    pub ceilings: Vec<CeilingOutput>,
+    /// Template coverage of the task subsets, where measured.
+    pub coverage: Option<Coverage>,
+    /// The world-pretraining stages, where the experiment has them (filled at report time,
+    /// once they ran).
+    pub pretraining: Option<crate::pretrain::Pretraining>,
+}
+
+/// The experts of one system on one split, as the report shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CeilingRow {
+    /// The system.
+    pub system: rung_trajectory::SystemKind,
+    /// The split.
+    pub split: String,
+    /// The experts' TGC, percent.
+    pub tgc: f64,
+    /// Their SGC, percent.
+    pub sgc: f64,
+    /// Episodes.
+    pub episodes: usize,
+    /// How their episodes ended.
+    pub ends: BTreeMap<String, usize>,
+}
+
+impl CeilingRow {
+    fn of(c: &CeilingOutput) -> Self {
+        CeilingRow {
+            system: c.system,
+            split: split_name(c.split),
+            tgc: c.report.scores.overall.tgc,
+            sgc: c.report.scores.overall.sgc,
+            episodes: c.report.episodes,
+            ends: c.report.ends.clone(),
+        }
+    }
+}
 
 /// Files the report wrote.
 #[derive(Debug, Clone)]
@@ -20,42 +66,6 @@ pub struct Written {
     pub report: PathBuf,
     /// `results.json`.
     pub results: PathBuf,
-}
-
-/// How far the numbers support a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every comparison goes the claimed way, beyond the seed spread.
-    Supported,
-    /// The comparisons go the claimed way but not beyond the seed spread, or some go each way.
-    Inconclusive,
-    /// At least one comparison goes the other way beyond the seed spread.
-    NotSupported,
-    /// The experiment has no comparison for it.
-    NotTested,
-}
-
-impl Verdict {
-    fn text(self) -> &'static str {
-        match self {
-            Verdict::Supported => "supported",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::NotSupported => "not supported",
-            Verdict::NotTested => "not tested",
-        }
-    }
-}
-
-/// One of the paper's claims, checked against this experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Claim {
-    /// The claim, in the paper's words (REFERENCE §1).
-    pub claim: String,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// The numbers behind it.
-    pub evidence: Vec<String>,
 }
 
 /// The whole `results.json`.
@@ -77,6 +87,18 @@ pub struct Results {
     pub pareto_front: Vec<String>,
     /// The paper's claims.
     pub claims: Vec<Claim>,
+    /// The experts' TGC per system and evaluated split under the evaluation's budgets.
+    #[serde(default)]
+    pub expert_ceiling: Vec<CeilingRow>,
+    /// Template coverage of the training and evaluated task subsets.
+    #[serde(default)]
+    pub coverage: Option<Coverage>,
+    /// Paired comparisons on the headline split (`prost − all`, `random − prost`).
+    #[serde(default)]
+    pub comparisons: Vec<Comparison>,
+    /// The world-pretraining corpus and base models, where the experiment has them.
+    #[serde(default)]
+    pub pretraining: Option<crate::pretrain::Pretraining>,
 }
 
 /// Writes `results.json`, `report.md` and the plots under `out`.
@@ -84,6 +106,7 @@ pub fn write(
     config: &ExperimentConfig,
     runs: &[RunResult],
     planned_runs: usize,
+    guards: &Guards,
     out: &Path,
 ) -> Result<Written, ExperimentError> {
     let test = split_name(config.test_split());
@@ -98,7 +121,14 @@ pub fn write(
         })
         .collect();
     let headline = configurations.get(&test).cloned().unwrap_or_default();
-    let claims = claims(&headline);
+    let expert_ceiling: Vec<CeilingRow> = guards.ceilings.iter().map(CeilingRow::of).collect();
+    let lowest = expert_ceiling
+        .iter()
+        .filter(|c| c.split == test)
+        .min_by(|a, b| a.tgc.total_cmp(&b.tgc))
+        .map(|c| (c.tgc, format!("{} on {}", c.system.name(), c.split)));
+    let claims = claims(&headline, lowest);
+    let comparisons = crate::claims::comparisons(&headline);
     let results = Results {
         experiment: config.name.clone(),
         config: config.clone(),
@@ -112,6 +142,10 @@ pub fn write(
             .collect(),
         configurations,
         claims,
+        expert_ceiling,
+        coverage: guards.coverage.clone(),
+        comparisons,
+        pretraining: guards.pretraining.clone(),
     };
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| crate::store::io(&plots, e))?;
@@ -138,150 +172,6 @@ fn beyond_spread(a: &Stat, b: &Stat) -> bool {
     a.n > 1 && b.n > 1 && (a.mean - b.mean).abs() > a.std + b.std
 }
 
-/// A verdict from comparisons `(label, better, worse-or-equal, lower_is_better)`.
-fn verdict(deltas: &[(bool, bool)]) -> Verdict {
-    // (goes the claimed way, beyond spread)
-    if deltas.is_empty() {
-        return Verdict::NotTested;
-    }
-    if deltas.iter().any(|&(right, beyond)| !right && beyond) {
-        return Verdict::NotSupported;
-    }
-    if deltas.iter().all(|&(right, beyond)| right && beyond) {
-        return Verdict::Supported;
-    }
-    Verdict::Inconclusive
-}
-
-/// Every configuration trained with `prost` next to its `all` twin (same system and models).
-fn prost_all_pairs(summaries: &[ConfigSummary]) -> Vec<(&ConfigSummary, &ConfigSummary)> {
-    summaries
-        .iter()
-        .filter(|c| c.configuration.schedule == "prost")
-        .filter_map(|c| {
-            let twin = c.configuration.with_schedule("all");
-            summaries
-                .iter()
-                .find(|s| s.configuration == twin)
-                .map(|a| (c, a))
-        })
-        .collect()
-}
-
-/// The paper's three claims against the headline split.
-pub fn claims(summaries: &[ConfigSummary]) -> Vec<Claim> {
-    let pairs = prost_all_pairs(summaries);
-
-    // 1. ProST improves every multi-agent configuration (TGC).
-    let mut evidence = Vec::new();
-    let mut deltas = Vec::new();
-    for (prost, all) in pairs
-        .iter()
-        .filter(|(p, _)| p.configuration.system != rung_trajectory::SystemKind::Single)
-    {
-        let right = prost.tgc.mean > all.tgc.mean;
-        let beyond = beyond_spread(&prost.tgc, &all.tgc);
-        deltas.push((right, beyond));
-        evidence.push(format!(
-            "{} {}: TGC prost {} vs all {} ({:+.1} points{})",
-            short(prost.configuration.system),
-            prost.configuration.allocation(),
-            prost.tgc.show(1),
-            all.tgc.show(1),
-            prost.tgc.mean - all.tgc.mean,
-            spread_note(&prost.tgc, &all.tgc),
-        ));
-    }
-    let all_zero = pairs
-        .iter()
-        .all(|(p, a)| p.tgc.max == 0.0 && a.tgc.max == 0.0);
-    let mut first = verdict(&deltas);
-    if !pairs.is_empty() && all_zero {
-        first = Verdict::Inconclusive;
-        evidence.push("no configuration completed any task under either schedule".into());
-    }
-    let mut claims = vec![Claim {
-        claim: "ProST improves every multi-agent configuration.".into(),
-        verdict: first,
-        evidence,
-    }];
-
-    // 2. Fine-tuned multi-agent systems lie on the Pareto front.
-    let front: Vec<&ConfigSummary> = summaries.iter().filter(|c| c.pareto).collect();
-    let multi_on_front: Vec<&&ConfigSummary> = front
-        .iter()
-        .filter(|c| c.configuration.system != rung_trajectory::SystemKind::Single)
-        .collect();
-    let has_multi = summaries
-        .iter()
-        .any(|c| c.configuration.system != rung_trajectory::SystemKind::Single);
-    let has_single = summaries
-        .iter()
-        .any(|c| c.configuration.system == rung_trajectory::SystemKind::Single);
-    let mut evidence: Vec<String> = front
-        .iter()
-        .map(|c| {
-            format!(
-                "on the front: {} (TGC {}, {:.2e} FLOPs/task)",
-                c.label,
-                c.tgc.show(1),
-                c.flops_per_task.mean
-            )
-        })
-        .collect();
-    let useful_front = front.iter().any(|c| c.tgc.mean > 0.0);
-    let single_seeded = summaries.iter().any(|c| c.tgc.n < 2);
-    let second = if !has_multi || !has_single {
-        Verdict::NotTested
-    } else if !useful_front {
-        evidence.push("every configuration has 0% TGC, so the front only orders costs".into());
-        Verdict::Inconclusive
-    } else if single_seeded {
-        // Like the other claims: one seed has no spread, so it cannot settle the front.
-        evidence.push(
-            "some configurations have one seed: no spread to tell whether the front would hold"
-                .into(),
-        );
-        Verdict::Inconclusive
-    } else if multi_on_front.iter().any(|c| c.tgc.mean > 0.0) {
-        Verdict::Supported
-    } else {
-        Verdict::NotSupported
-    };
-    claims.push(Claim {
-        claim: "Fine-tuned multi-agent systems lie on the effectiveness–efficiency Pareto front."
-            .into(),
-        verdict: second,
-        evidence,
-    });
-
-    // 3. ProST lowers sub-task error rates.
-    let mut evidence = Vec::new();
-    let mut deltas = Vec::new();
-    for (prost, all) in &pairs {
-        let (Some(p), Some(a)) = (&prost.subtask_error, &all.subtask_error) else {
-            continue;
-        };
-        let right = p.mean < a.mean;
-        deltas.push((right, beyond_spread(p, a)));
-        evidence.push(format!(
-            "{} {}: sub-task error prost {}% vs all {}% ({:+.1} points{})",
-            short(prost.configuration.system),
-            prost.configuration.allocation(),
-            p.show(1),
-            a.show(1),
-            p.mean - a.mean,
-            spread_note(p, a),
-        ));
-    }
-    claims.push(Claim {
-        claim: "ProST lowers sub-task error rates.".into(),
-        verdict: verdict(&deltas),
-        evidence,
-    });
-    claims
-}
-
 /// `prost` against `all` at the end of training: final validation loss and training compute per
 /// pair. Not one of the paper's claims, but what a run shows even when no task gets done.
 /// `runs` give the loss curves for the equal-compute view: `all`'s validation loss at the FLOPs
@@ -292,7 +182,7 @@ pub fn schedule_training_comparison(
 ) -> Vec<String> {
     let mut lines = Vec::new();
     let (mut lower, mut higher, mut beyond) = (0, 0, 0);
-    for (prost, all) in prost_all_pairs(summaries) {
+    for (prost, all) in crate::claims::twins(summaries, "prost", "all") {
         let (Some(p), Some(a)) = (&prost.final_val_loss, &all.final_val_loss) else {
             continue;
         };
@@ -418,12 +308,26 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
          over every model call of an episode; training FLOPs are 6·N·tokens (4·N·tokens for \
          LoRA). `±` is one standard deviation over seeds.\n",
         results.runs.len(),
-        config
-            .evaluation
-            .tasks_per_split
-            .map(|n| format!(" (first {n} tasks of each split)"))
-            .unwrap_or_default(),
+        {
+            let counts: Vec<String> = config
+                .evaluation
+                .splits
+                .iter()
+                .filter_map(|s| {
+                    config
+                        .evaluation
+                        .tasks_for(*s)
+                        .map(|n| format!("{n} of `{}`", split_name(*s)))
+                })
+                .collect();
+            if counts.is_empty() {
+                String::new()
+            } else {
+                format!(" (tasks: {}, stratified by template)", counts.join(", "))
+            }
+        },
     );
+    md.push_str(&crate::tables::guards(results));
     let _ = writeln!(md, "## Claims of the paper\n");
     for claim in &results.claims {
         let _ = writeln!(md, "- **{}** — {}.", claim.claim, claim.verdict.text());
@@ -432,9 +336,33 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
         }
     }
     let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "Verdicts use paired statistics over the tasks every configuration shares: a 95% \
+         paired bootstrap interval of the difference ({} resamples over tasks, per-task values \
+         averaged over seeds) and a two-sided sign-flip permutation test (exact up to {} \
+         non-zero differences; with one seed it is the exact McNemar test). Supported: the \
+         interval lies on the claimed side of 0 and p < 0.05; not supported: it lies on the \
+         other side (p < 0.05) or stays within {} points of 0 on the claimed side. Sub-task \
+         error is compared as each task's percentage of failed sub-tasks.\n",
+        crate::stats::RESAMPLES,
+        crate::stats::EXACT_MAX,
+        crate::claims::MEANINGFUL,
+    );
+    if !results.comparisons.is_empty() {
+        let _ = writeln!(md, "## Paired comparisons (`{test}`)\n");
+        md.push_str(&crate::tables::comparisons(&results.comparisons));
+        md.push('\n');
+    }
     for (split, summaries) in &results.configurations {
         let _ = writeln!(md, "## Results on `{split}`\n");
-        md.push_str(&table(summaries));
+        md.push_str(&table(summaries, &results.expert_ceiling, split));
+        md.push('\n');
+        let _ = writeln!(
+            md,
+            "How episodes ended on `{split}` (episodes over all seeds):\n"
+        );
+        md.push_str(&crate::tables::diagnostics(summaries));
         md.push('\n');
     }
     let _ = writeln!(md, "## Pareto front (`{test}`)\n");
@@ -470,16 +398,26 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
         }
         let _ = writeln!(md);
     }
+    if let Some(pretraining) = &results.pretraining {
+        md.push_str(&pretraining.markdown());
+    }
     let _ = writeln!(
         md,
-        "| run | role | params | supervised tokens | tokens | FLOPs | seconds | final val loss |"
+        "Token accuracy is the greedy next token over supervised validation targets; literal \
+         accuracy the same over the targets inside copied task-specific values (ids, emails, \
+         dates, amounts), which token accuracy hides.\n"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        md,
+        "| run | role | params | supervised tokens | tokens | FLOPs | seconds | final val loss | token acc. | literal acc. |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let percent = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v));
     for run in &results.runs {
         for (role, t) in &run.training {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {} |",
+                "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {} | {} | {} |",
                 run.name,
                 role.name(),
                 t.params,
@@ -487,7 +425,9 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
                 t.tokens,
                 t.flops,
                 t.wall_seconds,
-                t.final_val_loss.map_or("–".into(), |v| format!("{v:.3}"))
+                t.final_val_loss.map_or("–".into(), |v| format!("{v:.3}")),
+                percent(t.final_val_accuracy),
+                percent(t.final_val_literal_accuracy),
             );
         }
     }
@@ -499,20 +439,29 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
     md
 }
 
-fn table(summaries: &[ConfigSummary]) -> String {
+fn table(summaries: &[ConfigSummary], ceiling: &[CeilingRow], split: &str) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| configuration | params | TGC | SGC | sub-task error | FLOPs/task | tokens/task | s/task | training FLOPs | final val loss | Pareto |"
+        "| configuration | params | TGC | TGC 95% interval | expert ceiling | SGC | sub-task error | FLOPs/task | tokens/task | s/task | training FLOPs | final val loss | Pareto |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|");
+    let _ = writeln!(
+        md,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
+    );
     for s in summaries {
+        let expert = ceiling
+            .iter()
+            .find(|c| c.split == split && c.system == s.configuration.system)
+            .map_or("–".into(), |c| format!("{:.1}", c.tgc));
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.2e} | {:.0} | {:.2} | {:.2e} | {} | {} |",
+            "| {} | {} | {} | {} | {expert} | {} | {} | {:.2e} | {:.0} | {:.2} | {:.2e} | {} | {} |",
             s.label,
             s.params,
             s.tgc.show(1),
+            s.tgc_interval
+                .map_or("–".into(), |e| e.interval.show(false)),
             s.sgc.show(1),
             s.subtask_error.map_or("–".into(), |e| e.show(1)),
             s.flops_per_task.mean,
@@ -586,90 +535,13 @@ mod tests {
             training_seconds: Stat::of(&[1.0]),
             final_val_loss: None,
             pareto: false,
+            tgc_interval: None,
+            task_success: BTreeMap::new(),
+            task_subtask_error: BTreeMap::new(),
+            ends: BTreeMap::new(),
+            code_cells_per_episode: Stat::default(),
+            malformed_per_turn: Stat::default(),
         }
-    }
-
-    #[test]
-    fn claims_follow_the_numbers_and_their_spread() {
-        let two = SystemKind::TwoAgent;
-        // Clearly better beyond the spread.
-        let s = [
-            summary(two, "prost", &[40.0, 42.0], &[10.0, 11.0]),
-            summary(two, "all", &[20.0, 21.0], &[30.0, 31.0]),
-        ];
-        let c = claims(&s);
-        assert_eq!(c[0].verdict, Verdict::Supported, "{:?}", c[0]);
-        assert_eq!(c[2].verdict, Verdict::Supported, "{:?}", c[2]);
-        // Better within the spread: inconclusive.
-        let s = [
-            summary(two, "prost", &[30.0, 40.0], &[10.0, 20.0]),
-            summary(two, "all", &[28.0, 38.0], &[12.0, 22.0]),
-        ];
-        assert_eq!(claims(&s)[0].verdict, Verdict::Inconclusive);
-        // Worse beyond the spread.
-        let s = [
-            summary(two, "prost", &[10.0, 11.0], &[40.0, 41.0]),
-            summary(two, "all", &[30.0, 31.0], &[10.0, 11.0]),
-        ];
-        let c = claims(&s);
-        assert_eq!(c[0].verdict, Verdict::NotSupported);
-        assert_eq!(c[2].verdict, Verdict::NotSupported);
-        // One seed: never beyond the spread, so never "supported".
-        let s = [
-            summary(two, "prost", &[40.0], &[10.0]),
-            summary(two, "all", &[20.0], &[30.0]),
-        ];
-        let c = claims(&s);
-        assert_eq!(c[0].verdict, Verdict::Inconclusive);
-        assert!(c[0].evidence[0].contains("one seed"), "{:?}", c[0].evidence);
-        // Everything at zero.
-        let s = [
-            summary(two, "prost", &[0.0, 0.0], &[100.0, 100.0]),
-            summary(two, "all", &[0.0, 0.0], &[100.0, 100.0]),
-        ];
-        assert_eq!(claims(&s)[0].verdict, Verdict::Inconclusive);
-        // No single-agent configuration: the Pareto claim is not tested.
-        assert_eq!(claims(&s)[1].verdict, Verdict::NotTested);
-    }
-
-    #[test]
-    fn pareto_claim_needs_tasks_done_and_seeds() {
-        let front = |mut s: ConfigSummary, flops: f64, pareto: bool| {
-            s.flops_per_task = Stat::of(&[flops]);
-            s.pareto = pareto;
-            s
-        };
-        let one = SystemKind::Single;
-        let two = SystemKind::TwoAgent;
-        // A cheaper multi-agent team beats the single agent: supported with two seeds each.
-        let s = [
-            front(summary(one, "all", &[30.0, 32.0], &[50.0, 50.0]), 2e9, true),
-            front(summary(two, "all", &[40.0, 42.0], &[40.0, 40.0]), 1e9, true),
-        ];
-        assert_eq!(
-            claims(&s)[1].verdict,
-            Verdict::Supported,
-            "{:?}",
-            claims(&s)[1]
-        );
-        // Only the single agent on the front: not supported.
-        let s = [
-            front(summary(one, "all", &[30.0, 32.0], &[50.0, 50.0]), 1e9, true),
-            front(
-                summary(two, "all", &[20.0, 22.0], &[40.0, 40.0]),
-                2e9,
-                false,
-            ),
-        ];
-        assert_eq!(claims(&s)[1].verdict, Verdict::NotSupported);
-        // The same with one seed: inconclusive, and the evidence says why.
-        let s = [
-            front(summary(one, "all", &[30.0], &[50.0]), 1e9, true),
-            front(summary(two, "all", &[20.0], &[40.0]), 2e9, false),
-        ];
-        let c = &claims(&s)[1];
-        assert_eq!(c.verdict, Verdict::Inconclusive);
-        assert!(c.evidence.iter().any(|e| e.contains("one seed")), "{c:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use rung_agents::EvalReport;
 use rung_agents::harness::MeanCost;
+use rung_agents::harness::diagnostics::{Diagnostics, TaskOutcome};
 use rung_trajectory::Role;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +88,12 @@ pub struct SplitResult {
     pub cost_per_task: MeanCost,
     /// How episodes ended.
     pub ends: BTreeMap<String, usize>,
+    /// Each task's outcome, in task order (for comparisons task by task).
+    #[serde(default)]
+    pub outcomes: Vec<TaskOutcome>,
+    /// Turns, parse failures, code cells.
+    #[serde(default)]
+    pub diagnostics: Diagnostics,
 }
 
 impl SplitResult {
@@ -120,6 +127,8 @@ impl SplitResult {
                 .unwrap_or_default(),
             cost_per_task: report.cost.per_task,
             ends: report.ends.clone(),
+            outcomes: report.outcomes.clone(),
+            diagnostics: report.diagnostics,
         }
     }
 }
@@ -141,6 +150,12 @@ pub struct RoleTraining {
     pub wall_seconds: f64,
     /// Final validation loss.
     pub final_val_loss: Option<f64>,
+    /// Final validation token accuracy (supervised targets).
+    #[serde(default)]
+    pub final_val_accuracy: Option<f64>,
+    /// Final validation accuracy on copied task-specific literals.
+    #[serde(default)]
+    pub final_val_literal_accuracy: Option<f64>,
     /// Per epoch.
     pub epochs: Vec<EpochCost>,
 }
@@ -155,6 +170,8 @@ impl From<&TrainOutput> for RoleTraining {
             flops: t.flops,
             wall_seconds: t.wall_seconds,
             final_val_loss: t.final_val_loss,
+            final_val_accuracy: t.final_val_accuracy,
+            final_val_literal_accuracy: t.final_val_literal_accuracy,
             epochs: t.epochs.clone(),
         }
     }
@@ -259,6 +276,27 @@ pub struct ConfigSummary {
     pub final_val_loss: Option<Stat>,
     /// Whether it is on the Pareto front (TGC against FLOPs per task).
     pub pareto: bool,
+    /// TGC with its 95% bootstrap interval over tasks (per-task success averaged over seeds
+    /// first; [`crate::stats`]).
+    #[serde(default)]
+    pub tgc_interval: Option<crate::stats::Estimate>,
+    /// Per task: success in points (0–100), averaged over seeds; the unit of paired
+    /// comparisons.
+    #[serde(default)]
+    pub task_success: BTreeMap<String, f64>,
+    /// Per task with judged sub-tasks: the percentage of its sub-tasks that failed, averaged
+    /// over seeds.
+    #[serde(default)]
+    pub task_subtask_error: BTreeMap<String, f64>,
+    /// How episodes ended, summed over seeds.
+    #[serde(default)]
+    pub ends: BTreeMap<String, usize>,
+    /// Code cells run per episode.
+    #[serde(default)]
+    pub code_cells_per_episode: Stat,
+    /// Model outputs that parsed as no action, percent of turns.
+    #[serde(default)]
+    pub malformed_per_turn: Stat,
 }
 
 /// Summaries of every configuration on `split`, in configuration order.
@@ -346,7 +384,25 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
             ))
             .filter(|s| s.n > 0),
             pareto: false,
+            tgc_interval: None,
+            task_success: per_task(&results, &|o| Some(if o.success { 100.0 } else { 0.0 })),
+            task_subtask_error: per_task(&results, &|o| {
+                (o.subtasks > 0).then(|| 100.0 * o.failed_subtasks as f64 / o.subtasks as f64)
+            }),
+            ends: results.iter().flat_map(|r| &r.ends).fold(
+                BTreeMap::new(),
+                |mut acc, (end, n)| {
+                    *acc.entry(end.clone()).or_insert(0) += n;
+                    acc
+                },
+            ),
+            code_cells_per_episode: stat(&|r| r.diagnostics.code_cells_per_episode()),
+            malformed_per_turn: stat(&|r| 100.0 * r.diagnostics.malformed_per_turn()),
         });
+        if let Some(last) = out.last_mut() {
+            let values: Vec<f64> = last.task_success.values().copied().collect();
+            last.tgc_interval = crate::stats::bootstrap_mean(&values, crate::stats::SEED);
+        }
     }
     let points: Vec<(f64, f64)> = out
         .iter()
@@ -356,6 +412,27 @@ pub fn summarise(runs: &[RunResult], split: &str) -> Vec<ConfigSummary> {
         summary.pareto = on_front;
     }
     out
+}
+
+/// A per-task value averaged over the seeds that have it (`value` gives `None` where a task
+/// has none), keyed by task id.
+fn per_task(
+    results: &[&SplitResult],
+    value: &dyn Fn(&TaskOutcome) -> Option<f64>,
+) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for outcome in results.iter().flat_map(|r| &r.outcomes) {
+        if let Some(v) = value(outcome) {
+            let entry = sums
+                .entry(outcome.task_id.as_str().to_string())
+                .or_insert((0.0, 0));
+            entry.0 += v;
+            entry.1 += 1;
+        }
+    }
+    sums.into_iter()
+        .map(|(task, (sum, n))| (task, sum / n as f64))
+        .collect()
 }
 
 /// Mean of the run's role models' final validation losses; `None` if any role lacks one.
@@ -368,6 +445,47 @@ fn mean_final_val_loss(run: &RunResult) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn split(outcomes: &[(&str, bool, usize, usize)]) -> SplitResult {
+        SplitResult {
+            tgc: 0.0,
+            sgc: 0.0,
+            tgc_by_difficulty: BTreeMap::new(),
+            tasks: outcomes.len(),
+            subtask_error: None,
+            subtask_error_by_index: vec![],
+            subtask_error_by_role: BTreeMap::new(),
+            cost_per_task: MeanCost::default(),
+            ends: BTreeMap::new(),
+            outcomes: outcomes
+                .iter()
+                .map(|&(id, success, subtasks, failed_subtasks)| TaskOutcome {
+                    task_id: id.parse().unwrap(),
+                    success,
+                    subtasks,
+                    failed_subtasks,
+                    end: "completed".into(),
+                })
+                .collect(),
+            diagnostics: Diagnostics::default(),
+        }
+    }
+
+    #[test]
+    fn per_task_values_are_averaged_over_seeds() {
+        let s0 = split(&[("aaaaaaa_1", true, 2, 0), ("bbbbbbb_1", false, 2, 2)]);
+        let s1 = split(&[("aaaaaaa_1", false, 2, 1), ("bbbbbbb_1", false, 0, 0)]);
+        let both = [&s0, &s1];
+        let success = per_task(&both, &|o| Some(if o.success { 100.0 } else { 0.0 }));
+        assert_eq!(success["aaaaaaa_1"], 50.0);
+        assert_eq!(success["bbbbbbb_1"], 0.0);
+        // A seed without judged sub-tasks for a task does not count towards its error rate.
+        let errors = per_task(&both, &|o| {
+            (o.subtasks > 0).then(|| 100.0 * o.failed_subtasks as f64 / o.subtasks as f64)
+        });
+        assert_eq!(errors["aaaaaaa_1"], 25.0);
+        assert_eq!(errors["bbbbbbb_1"], 100.0);
+    }
 
     #[test]
     fn stats_have_sample_spread() {

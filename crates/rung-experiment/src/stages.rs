@@ -61,7 +61,9 @@ pub fn data_stage(
     let inputs = json!({
         "environment": config.environment, "system": system, "split": split, "limit": limit,
         "mistake_rate": config.data.mistake_rate, "docs_rate": config.data.docs_rate,
-        "seed": config.data.seed,
+        "seed": config.data.seed, "tasks": crate::subsets::SCHEME,
+        "budgets": config.evaluation.budgets, "world": rung_world::WORLD_VERSION,
+        "experts": rung_agents::expert::EXPERT_VERSION,
     });
     store.stage(StageKind::Data, &data_name(system, split), &inputs)
 }
@@ -97,13 +99,22 @@ pub fn data(
     }
     store.log(json!({"event": "start", "stage": "data", "name": name, "key": stage.key}));
     let started = Instant::now();
+    let mut run = episodes.options(split, None, Some(format!("experts {name}")))?;
+    let key = if split == config.data.train_split {
+        "data.train_tasks"
+    } else {
+        "data.validation_tasks"
+    };
+    run.tasks = Some(crate::subsets::pick(config, episodes, split, limit, key)?);
     let options = DataGenOptions {
-        run: episodes.options(split, limit, Some(format!("experts {name}")))?,
+        run,
         expert: ExpertOptions {
             mistake_rate: config.data.mistake_rate,
             docs_rate: config.data.docs_rate,
         },
-        budgets: rung_agents::Budgets::default(),
+        // The evaluation's budgets, so the experts' detours fit them and every budget-driven
+        // message (format reminders, critic feedback) the models will see occurs in training.
+        budgets: config.evaluation.budgets.budgets(),
         seed: config.data.seed,
         apps: episodes.apps(),
         keep_failures: false,
@@ -264,6 +275,8 @@ pub struct JobFiles<'a> {
     pub output_dir: &'a Path,
     /// The shared tokenizer, if any.
     pub tokenizer: Option<&'a Path>,
+    /// The world-pretrained base the model fine-tunes (an HF-format directory), if any.
+    pub base: Option<&'a Path>,
 }
 
 /// The `rung train` config of one role's model: `[training]`, then the model's own training
@@ -291,6 +304,7 @@ pub fn train_config_for(
         .as_object_mut()
         .ok_or_else(|| anyhow::anyhow!("`training` must be a table"))?;
     let model_spec = match (&entry.preset, &entry.hf) {
+        (Some(_), _) if files.base.is_some() => json!({"hf_dir": files.base}),
         (Some(preset), _) => json!({"preset": preset}),
         (None, Some(hf)) => {
             // Validation must not need the weights; a missing model fails at training time.
@@ -365,6 +379,13 @@ pub struct TrainOutput {
     pub wall_seconds: f64,
     /// Final validation loss.
     pub final_val_loss: Option<f64>,
+    /// Final validation accuracy of the greedy next token over supervised targets.
+    #[serde(default)]
+    pub final_val_accuracy: Option<f64>,
+    /// The same over the targets inside copied task-specific literals (ids, emails, dates,
+    /// amounts): the copying skill token accuracy hides.
+    #[serde(default)]
+    pub final_val_literal_accuracy: Option<f64>,
 }
 
 /// Where one role's training lives, from the keys of its data and tokenizer.
@@ -375,13 +396,18 @@ pub fn train_stage(
     data_key: &str,
     validation_key: &str,
     tokenizer_key: Option<&str>,
+    base_key: Option<&str>,
 ) -> Stage {
-    let inputs = json!({
+    let mut inputs = json!({
         "role": job.role, "model": config.models[&job.model],
         "curriculum": config.schedules[&job.schedule], "seed": job.seed,
         "training": config.training, "data": data_key, "validation": validation_key,
         "tokenizer": tokenizer_key, "checkpoint": config.evaluation.checkpoint,
     });
+    // Only pretrained models name a base, so from-scratch stages keep their keys.
+    if let Some(base) = base_key {
+        inputs["base"] = json!(base);
+    }
     store.stage(StageKind::Train, &job.name(), &inputs)
 }
 
@@ -393,6 +419,7 @@ pub fn train(
     data: &DataOutput,
     validation: &DataOutput,
     tokenizer: Option<&(PathBuf, String)>,
+    base: Option<&crate::pretrain::PretrainOutput>,
 ) -> Result<TrainOutput, ExperimentError> {
     let entry = &config.models[&job.model];
     let curriculum = &config.schedules[&job.schedule];
@@ -403,6 +430,7 @@ pub fn train(
         &data.key,
         &validation.key,
         tokenizer.map(|t| t.1.as_str()),
+        base.map(|b| b.key.as_str()),
     );
     if let Some(done) = store.done(&stage)? {
         return parse_done(&stage, done);
@@ -413,6 +441,7 @@ pub fn train(
         validation: &validation.trajectories,
         output_dir: &run_dir,
         tokenizer: tokenizer.map(|t| t.0.as_path()),
+        base: base.map(|b| b.model_dir.as_path()),
     };
     let train_config = train_config_for(config, &job.model, job.role, curriculum, job.seed, files)
         .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
@@ -455,6 +484,8 @@ pub fn train(
         flops: epochs.last().map_or(0.0, |e| e.cumulative_flops),
         wall_seconds: epochs.iter().map(|e| e.seconds).sum(),
         final_val_loss: summary.final_val_loss,
+        final_val_accuracy: summary.final_val_accuracy,
+        final_val_literal_accuracy: summary.final_val_literal_accuracy,
         epochs,
     };
     finish(store, &stage, &output, started)?;
@@ -462,7 +493,10 @@ pub fn train(
 }
 
 /// Per-epoch costs from a run's `metrics.jsonl`.
-fn epoch_costs(metrics: &Path, flops_per_token: f64) -> Result<Vec<EpochCost>, ExperimentError> {
+pub(crate) fn epoch_costs(
+    metrics: &Path,
+    flops_per_token: f64,
+) -> Result<Vec<EpochCost>, ExperimentError> {
     let text = std::fs::read_to_string(metrics).map_err(|e| io(metrics, e))?;
     let mut epochs: BTreeMap<usize, EpochCost> = BTreeMap::new();
     for line in text.lines() {
@@ -562,24 +596,22 @@ pub fn eval_stage(
     let inputs = json!({
         "environment": config.environment, "system": run.configuration.system,
         "models": train_keys, "seed": run.seed, "split": split,
-        "limit": config.evaluation.tasks_per_split, "budgets": config.evaluation.budgets,
+        "limit": config.evaluation.tasks_for(split), "budgets": config.evaluation.budgets,
+        "tasks": crate::subsets::eval_key(config, split),
     });
     store.stage(StageKind::Eval, &eval_name(run, split), &inputs)
 }
 
-/// Options of an evaluation's episodes: the split's first `tasks_per_split` tasks, the
-/// configured threads, a progress line.
+/// Options of an evaluation's episodes: the split's evaluated tasks (stratified, without the
+/// validation tasks; [`crate::subsets::eval_tasks`]), the configured threads, a progress line.
 pub(crate) fn eval_options(
     config: &ExperimentConfig,
     episodes: &Episodes,
     split: Split,
     name: &str,
 ) -> Result<rung_agents::EvalOptions, ExperimentError> {
-    let mut options = episodes.options(
-        split,
-        config.evaluation.tasks_per_split,
-        Some(format!("eval {name}")),
-    )?;
+    let mut options = episodes.options(split, None, Some(format!("eval {name}")))?;
+    options.tasks = Some(crate::subsets::eval_tasks(config, episodes, split)?);
     if let Some(threads) = config.evaluation.threads {
         options.threads = threads;
     }

@@ -27,8 +27,15 @@ const FORMAT: u32 = 1;
 pub enum StageKind {
     /// Expert trajectories (segmented into sub-tasks by the trainer's curriculum).
     Data,
+    /// The scripted experts on an evaluated split under the evaluation's budgets: the ceiling
+    /// the models are measured against.
+    Ceiling,
     /// The shared tokenizer.
     Tokenizer,
+    /// The world-pretraining corpus.
+    Corpus,
+    /// A preset's world-pretrained base model.
+    Pretrain,
     /// One role's model.
     Train,
     /// One run on one split (or one shard of it).
@@ -39,9 +46,12 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 5] = [
+    pub const ALL: [StageKind; 8] = [
         StageKind::Data,
+        StageKind::Ceiling,
         StageKind::Tokenizer,
+        StageKind::Corpus,
+        StageKind::Pretrain,
         StageKind::Train,
         StageKind::Eval,
         StageKind::Report,
@@ -51,7 +61,10 @@ impl StageKind {
     pub fn name(self) -> &'static str {
         match self {
             StageKind::Data => "data",
+            StageKind::Ceiling => "ceiling",
             StageKind::Tokenizer => "tokenizer",
+            StageKind::Corpus => "corpus",
+            StageKind::Pretrain => "pretrain",
             StageKind::Train => "train",
             StageKind::Eval => "eval",
             StageKind::Report => "report",
@@ -67,7 +80,9 @@ impl std::str::FromStr for StageKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                format!("unknown stage `{s}`: expected data, tokenizer, train, eval or report")
+                format!(
+                    "unknown stage `{s}`: expected data, ceiling, tokenizer, train, eval or report"
+                )
             })
     }
 }

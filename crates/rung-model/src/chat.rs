@@ -114,6 +114,22 @@ pub struct Rendered {
     pub ids: Vec<u32>,
     pub mask: Vec<u8>,
     pub text: String,
+    /// For each id, the bytes of a message's content it was tokenized from (`None` for the
+    /// template's tokens: specials, role headers, newlines), so that callers can map text
+    /// positions (say, a literal in an assistant's code) to tokens.
+    pub spans: Vec<Option<TokenSpan>>,
+}
+
+/// The bytes `start..end` of `messages[message].content` that one token covers (a token that
+/// straddles the role header and the content covers the content from byte 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSpan {
+    /// Index of the message.
+    pub message: usize,
+    /// First byte in the content.
+    pub start: usize,
+    /// One past the last byte in the content.
+    pub end: usize,
 }
 
 impl Rendered {
@@ -195,9 +211,10 @@ pub fn render(
         ..Rendered::default()
     };
     let mut piece = String::new();
-    for message in messages {
+    for (index, message) in messages.iter().enumerate() {
         out.ids.push(special.im_start);
         out.mask.push(0);
+        out.spans.push(None);
 
         // `{role}\n{content}` is one piece between two special tokens: tokenize it whole and
         // mark the tokens that overlap the content (bytes from `header` on).
@@ -213,17 +230,28 @@ pub fn render(
                 .iter()
                 .map(|&(start, end)| u8::from(message.train && (end > header || start >= header))),
         );
+        out.spans.extend(offsets.iter().map(|&(start, end)| {
+            (end > header).then(|| TokenSpan {
+                message: index,
+                start: start.saturating_sub(header),
+                end: end - header,
+            })
+        }));
 
         out.ids.push(special.im_end);
         out.mask.push(u8::from(message.train));
         out.ids.extend_from_slice(&newline);
         out.mask.extend(std::iter::repeat_n(0, newline.len()));
+        out.spans
+            .extend(std::iter::repeat_n(None, newline.len() + 1));
     }
     if add_generation_prompt {
         out.ids.push(special.im_start);
         out.mask.push(0);
         let header = tokenizer.encode("assistant\n")?;
         out.mask.extend(std::iter::repeat_n(0, header.len()));
+        out.spans
+            .extend(std::iter::repeat_n(None, header.len() + 1));
         out.ids.extend(header);
     }
     Ok(out)

@@ -183,6 +183,31 @@ fn check(tok: &Tokenizer, messages: &[Message], gen_prompt: bool, exact_decode: 
     if exact_decode {
         assert_eq!(tok.decode(&r.ids).unwrap(), r.text);
     }
+    // Token spans: one per id, inside their message's content, in order, covering all of it
+    // without gaps (byte-level tokens of one multi-byte character share its span).
+    assert_eq!(r.spans.len(), r.ids.len());
+    for (i, m) in messages.iter().enumerate() {
+        let spans: Vec<_> = r
+            .spans
+            .iter()
+            .flatten()
+            .filter(|s| s.message == i)
+            .collect();
+        let (mut start, mut end) = (0, 0);
+        for s in &spans {
+            assert!(
+                s.start < s.end && s.end <= m.content.len(),
+                "{s:?} in {:?}",
+                m.content
+            );
+            assert!(
+                s.start >= start && s.start <= end,
+                "spans of message {i}: {spans:?}"
+            );
+            (start, end) = (s.start, end.max(s.end));
+        }
+        assert_eq!(end, m.content.len(), "spans cover message {i}: {spans:?}");
+    }
     // Generation prompt: the same conversation plus `<|im_start|>assistant\n`, untrained.
     let without = render(tok, messages, false).unwrap();
     if gen_prompt {

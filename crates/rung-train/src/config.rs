@@ -16,7 +16,9 @@ pub enum ModelSpec {
     /// A from-scratch preset (`tiny`, `small`, `base`, `medium`, `large`), randomly initialised
     /// from the run's seed.
     Preset(String),
-    /// A local HF model directory (config.json, safetensors, tokenizer.json).
+    /// A local HF model directory (config.json, safetensors, tokenizer.json), or a checkpoint
+    /// directory of an earlier rung run (config.json, `model.bpk`), such as a world-pretrained
+    /// base.
     HfDir(PathBuf),
 }
 

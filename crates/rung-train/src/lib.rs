@@ -36,4 +36,4 @@ pub mod progress;
 pub mod trainer;
 
 pub use config::{Decay, ModelSpec, TrainConfig};
-pub use trainer::{ModelRenderer, Summary, Trainer, memory_estimate, resume, train};
+pub use trainer::{ModelRenderer, Summary, Trainer, Validation, memory_estimate, resume, train};

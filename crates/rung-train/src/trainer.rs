@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use rung_curriculum::{
-    Batch, BatchOptions, ChatRenderer, Curriculum, Dataset, Sample, SampleOptions, Schedule,
-    Tokens, batches, epoch_samples, role_name,
+    Batch, BatchOptions, ChatRenderer, ContentSpan, Curriculum, Dataset, Sample, SampleOptions,
+    Schedule, Spans, Tokens, batches, epoch_samples, role_name,
 };
 use rung_model::chat::{self, ChatError};
 use rung_model::tokenizer::Tokenizer;
@@ -32,6 +32,13 @@ impl ChatRenderer for ModelRenderer<'_> {
     type Error = ChatError;
 
     fn render(&self, messages: &[Message]) -> Result<Tokens, ChatError> {
+        Ok(self.render_with_spans(messages)?.0)
+    }
+
+    fn render_with_spans(
+        &self,
+        messages: &[Message],
+    ) -> Result<(Tokens, Option<Spans>), ChatError> {
         let messages: Vec<chat::Message> = messages
             .iter()
             .map(|m| chat::Message {
@@ -41,11 +48,39 @@ impl ChatRenderer for ModelRenderer<'_> {
             })
             .collect();
         let rendered = chat::render(self.0, &messages, false)?;
-        Ok(Tokens {
+        let spans = rendered
+            .spans
+            .iter()
+            .map(|s| {
+                s.map(|s| ContentSpan {
+                    message: s.message,
+                    start: s.start,
+                    end: s.end,
+                })
+            })
+            .collect();
+        let tokens = Tokens {
             ids: rendered.ids,
             mask: rendered.mask,
-        })
+        };
+        Ok((tokens, Some(spans)))
     }
+}
+
+/// One validation pass: what [`Trainer::validate`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Mean loss over the supervised tokens.
+    pub loss: f64,
+    /// Argmax accuracy over the supervised tokens.
+    pub accuracy: f64,
+    /// Supervised tokens.
+    pub supervised_tokens: usize,
+    /// Argmax accuracy over the literal tokens (`None` without any): the copying skill that
+    /// token accuracy hides.
+    pub literal_accuracy: Option<f64>,
+    /// Literal tokens among the supervised ones.
+    pub literal_tokens: usize,
 }
 
 /// What a finished run reports (also written to `summary.json`).
@@ -61,6 +96,14 @@ pub struct Summary {
     pub final_val_loss: Option<f64>,
     /// Validation token accuracy after the last epoch.
     pub final_val_accuracy: Option<f64>,
+    /// Validation accuracy on the literal tokens (copied task-specific values, see
+    /// `rung_curriculum::literal`) after the last epoch: the copying skill token accuracy
+    /// hides. `None` when validation had no literal token.
+    #[serde(default)]
+    pub final_val_literal_accuracy: Option<f64>,
+    /// Literal tokens that accuracy was measured on.
+    #[serde(default)]
+    pub final_val_literal_tokens: Option<usize>,
     /// Best validation loss and its epoch.
     pub best_val_loss: Option<f64>,
     /// Epoch of the best validation loss.
@@ -144,6 +187,10 @@ struct EpochRecord {
     accuracy: Option<f64>,
     val_loss: Option<f64>,
     val_accuracy: Option<f64>,
+    #[serde(default)]
+    val_literal_accuracy: Option<f64>,
+    #[serde(default)]
+    val_literal_tokens: Option<usize>,
     supervised_tokens: usize,
     tokens: usize,
     tokens_per_s: f64,
@@ -277,6 +324,11 @@ impl Trainer {
         let model = match &config.model {
             ModelSpec::Preset(_) => {
                 CausalLm::new(&mc, &device).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+            // A checkpoint of an earlier rung run (a world-pretrained base) is a burn record;
+            // anything else is an HF model directory.
+            ModelSpec::HfDir(dir) if dir.join(rung_model::checkpoint::RECORD_FILE).is_file() => {
+                rung_model::load_checkpoint(dir, &device).map_err(|e| anyhow::anyhow!("{e}"))?
             }
             ModelSpec::HfDir(dir) => {
                 rung_model::load_hf_model(&ModelSource::Dir(dir.clone()), &device)
@@ -631,13 +683,14 @@ impl Trainer {
         )
     }
 
-    /// Validation loss and token accuracy over the held-out batches (`None` without any).
-    pub fn validate(&self) -> anyhow::Result<Option<(f64, f64)>> {
+    /// Validation loss, token accuracy and literal-token accuracy over the held-out batches
+    /// (`None` without any).
+    pub fn validate(&self) -> anyhow::Result<Option<Validation>> {
         if self.val.is_empty() {
             return Ok(None);
         }
         let model = self.model.valid();
-        let (mut sum, mut correct, mut n) = (0.0, 0, 0);
+        let (mut sum, mut correct, mut n, mut lit_correct, mut lit) = (0.0, 0, 0, 0, 0);
         for batch in &self.val {
             for mb in MicroBatch::split(
                 batch,
@@ -651,12 +704,20 @@ impl Trainer {
                 sum += ml.loss_sum;
                 correct += ml.correct;
                 n += ml.supervised;
+                lit_correct += ml.literal_correct;
+                lit += ml.literal;
             }
         }
         if n == 0 {
             return Ok(None);
         }
-        Ok(Some((sum / n as f64, correct as f64 / n as f64)))
+        Ok(Some(Validation {
+            loss: sum / n as f64,
+            accuracy: correct as f64 / n as f64,
+            supervised_tokens: n,
+            literal_accuracy: (lit > 0).then(|| lit_correct as f64 / lit as f64),
+            literal_tokens: lit,
+        }))
     }
 
     /// Train until the run is complete or `max_steps` more steps ran. Returns the summary when
@@ -714,8 +775,10 @@ impl Trainer {
                 step: self.state.step,
                 loss: (sup > 0).then(|| self.state.epoch_loss_sum / sup as f64),
                 accuracy: (sup > 0).then(|| self.state.epoch_correct as f64 / sup as f64),
-                val_loss: val.map(|v| v.0),
-                val_accuracy: val.map(|v| v.1),
+                val_loss: val.map(|v| v.loss),
+                val_accuracy: val.map(|v| v.accuracy),
+                val_literal_accuracy: val.and_then(|v| v.literal_accuracy),
+                val_literal_tokens: val.map(|v| v.literal_tokens),
                 supervised_tokens: sup,
                 tokens: self.state.epoch_tokens,
                 tokens_per_s: self.state.epoch_tokens as f64 / secs.max(1e-9),
@@ -724,7 +787,7 @@ impl Trainer {
             self.append_metrics(&record)?;
             progress.finish(&self.epoch_line(&record));
             let improved = match (val, self.state.best) {
-                (Some((v, _)), Some((b, _))) => v < b,
+                (Some(v), Some((b, _))) => v.loss < b,
                 (Some(_), None) => true,
                 _ => false,
             };
@@ -735,7 +798,7 @@ impl Trainer {
             self.state.epoch_correct = 0;
             self.state.epoch_tokens = 0;
             if improved {
-                let v = val.expect("improved implies a validation loss").0;
+                let v = val.expect("improved implies a validation loss").loss;
                 self.state.best = Some((v, epoch));
                 checkpoint::save(&self.out, "best", &self.model, &self.opt, &self.state)?;
             }
@@ -786,6 +849,8 @@ impl Trainer {
             final_train_loss: last.as_ref().and_then(|r| r.loss),
             final_val_loss: last.as_ref().and_then(|r| r.val_loss),
             final_val_accuracy: last.as_ref().and_then(|r| r.val_accuracy),
+            final_val_literal_accuracy: last.as_ref().and_then(|r| r.val_literal_accuracy),
+            final_val_literal_tokens: last.as_ref().and_then(|r| r.val_literal_tokens),
             best_val_loss: self.state.best.map(|b| b.0),
             best_epoch: self.state.best.map(|b| b.1),
             tokens_per_s: self.tokens_this_process as f64 / wall.max(1e-9),

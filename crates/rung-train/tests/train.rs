@@ -8,7 +8,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use rung_model::{LoraConfig, LoraTarget};
-use rung_train::loss::{MicroBatch, micro_loss};
+use rung_train::loss::{MicroBatch, micro_loss, micro_loss_dense};
 use rung_train::optim::{HostGrads, collect_grads, param_values};
 use rung_train::{TrainConfig, Trainer};
 
@@ -96,6 +96,7 @@ fn masked_tokens_do_not_change_loss_or_gradients() {
             seq,
             ids: vec![],
             mask: vec![],
+            literal: vec![],
             positions: vec![],
             segments: vec![],
             ..mb.clone()
@@ -108,16 +109,19 @@ fn masked_tokens_do_not_change_loss_or_gradients() {
                     let j = row.start + i;
                     e.ids.push(mb.ids[j]);
                     e.mask.push(mb.mask[j]);
+                    e.literal.push(mb.literal[j]);
                     e.positions.push(mb.positions[j]);
                     e.segments.push(mb.segments[j]);
                 } else if i < len + extra {
                     e.ids.push(10 + offset + (i as u32 * 13) % 200);
                     e.mask.push(0);
+                    e.literal.push(0);
                     e.positions.push(i as u32);
                     e.segments.push(1);
                 } else {
                     e.ids.push(0);
                     e.mask.push(0);
+                    e.literal.push(0);
                     e.positions.push(0);
                     e.segments.push(0);
                 }
@@ -554,4 +558,277 @@ fn bad_configs_and_checkpoints_are_clear_errors() {
     std::fs::write(ckpt.join("model.bpk"), b"garbage").unwrap();
     let err = Trainer::resume(&c.output_dir).err().unwrap().to_string();
     assert!(err.contains("cannot load the model of checkpoint"), "{err}");
+}
+
+/// Loss sum, correct, supervised and gradients of `mbs` (one step, divisor `n`) by `f`.
+type LossFn =
+    fn(&rung_model::CausalLm, &MicroBatch, f64) -> anyhow::Result<rung_train::loss::MicroLoss>;
+
+fn step_of(t: &Trainer, mbs: &[MicroBatch], n: f64, f: LossFn) -> (f64, usize, usize, HostGrads) {
+    let (mut loss, mut correct, mut sup) = (0.0, 0, 0);
+    let mut grads = HostGrads::new();
+    for mb in mbs {
+        let ml = f(t.model(), mb, n).unwrap();
+        loss += ml.loss_sum;
+        correct += ml.correct;
+        sup += ml.supervised;
+        let gp = GradientsParams::from_grads(ml.loss.backward(), t.model());
+        collect_grads(t.model(), &gp, &mut grads);
+    }
+    (loss, correct, sup, grads)
+}
+
+/// Every gradient of `a` equals `b`'s within `tol` relative to the tensor's largest entry.
+fn assert_grads_close(a: &HostGrads, b: &HostGrads, tol: f32, what: &str) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "{what}: same parameters"
+    );
+    let (mut worst, mut nonzero) = (0f32, 0);
+    for (k, ga) in a {
+        let gb = &b[k];
+        let scale = ga.iter().chain(gb).fold(0f32, |m, x| m.max(x.abs()));
+        if scale == 0.0 {
+            assert!(gb.iter().all(|&x| x == 0.0), "{what}: gradient of {k}");
+            continue;
+        }
+        nonzero += 1;
+        let diff = ga
+            .iter()
+            .zip(gb)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        worst = worst.max(diff / scale);
+        assert!(
+            diff <= tol * scale,
+            "{what}: gradient of {k}: {diff:e} vs scale {scale:e}"
+        );
+    }
+    assert!(nonzero > 0, "{what}: some gradient is non-zero");
+    eprintln!("{what}: {nonzero} gradients, worst relative difference {worst:e}");
+}
+
+fn assert_rel(a: f64, b: f64, tol: f64, what: &str) {
+    assert!(
+        (a - b).abs() <= tol * a.abs().max(b.abs()),
+        "{what}: {a} vs {b}"
+    );
+}
+
+#[test]
+fn supervised_only_loss_equals_the_dense_path() {
+    for lora in [false, true] {
+        for pack in [None, Some(256)] {
+            let dir = tmp(&format!("sparse-{lora}-{pack:?}"));
+            let mut c = config(&dir, 5);
+            c.batch_size = 3;
+            c.pack_length = pack;
+            if lora {
+                c.lora = Some(LoraConfig {
+                    rank: 4,
+                    alpha: 8.0,
+                    dropout: 0.0,
+                    use_rslora: false,
+                    target_modules: LoraTarget::ALL.to_vec(),
+                });
+            }
+            let t = Trainer::new(c).unwrap();
+            if pack.is_some() {
+                let rows: usize = t.epoch_batches(1).iter().map(|b| b.rows).sum();
+                assert!(rows < 5, "packing puts two samples in a row: {rows} rows");
+            }
+            for batch in t.epoch_batches(1) {
+                let what = format!("lora {lora}, pack {pack:?}, {} rows", batch.rows);
+                let whole = MicroBatch::split(batch, batch.rows, pack.is_some());
+                let n = whole[0].supervised() as f64;
+                let dense = step_of(&t, &whole, n, micro_loss_dense);
+                for micro in [batch.rows, 1] {
+                    let mbs = MicroBatch::split(batch, micro, pack.is_some());
+                    let sparse = step_of(&t, &mbs, n, micro_loss);
+                    assert_rel(sparse.0, dense.0, 1e-5, &what);
+                    assert_eq!((sparse.1, sparse.2), (dense.1, dense.2), "{what}");
+                    for mb in &mbs {
+                        let (a, b) = (
+                            micro_loss(t.model(), mb, n).unwrap(),
+                            micro_loss_dense(t.model(), mb, n).unwrap(),
+                        );
+                        assert_eq!(
+                            (a.literal, a.literal_correct),
+                            (b.literal, b.literal_correct)
+                        );
+                    }
+                    assert!(dense.2 > 0 && dense.0 > 0.0);
+                    assert_grads_close(&sparse.3, &dense.3, 1e-5, &what);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_batches_give_the_unpacked_loss_and_gradient() {
+    let dir = tmp("packing");
+    let mut c = config(&dir.join("plain"), 6);
+    c.batch_size = 2;
+    let mut p = c.clone();
+    p.output_dir = dir.join("packed");
+    p.pack_length = Some(p.max_seq_len);
+    let (plain, packed) = (Trainer::new(c).unwrap(), Trainer::new(p).unwrap());
+    assert_same(&param_values(plain.model()), &param_values(packed.model()));
+    let epoch = |t: &Trainer, pack: bool| {
+        let mbs: Vec<MicroBatch> = t
+            .epoch_batches(1)
+            .iter()
+            .flat_map(|b| MicroBatch::split(b, b.rows, pack))
+            .collect();
+        let n: usize = mbs.iter().map(MicroBatch::supervised).sum();
+        (mbs.len(), step_of(t, &mbs, n as f64, micro_loss))
+    };
+    let (rows_plain, a) = epoch(&plain, false);
+    let (rows_packed, b) = epoch(&packed, true);
+    let packed_rows: usize = packed.epoch_batches(1).iter().map(|b| b.rows).sum();
+    let samples: usize = packed
+        .epoch_batches(1)
+        .iter()
+        .flat_map(|b| &b.samples)
+        .map(Vec::len)
+        .sum();
+    eprintln!(
+        "{rows_plain} plain batches, {rows_packed} packed batches, {packed_rows} packed rows for {samples} samples"
+    );
+    assert!(packed_rows < samples, "some row holds two samples");
+    assert_eq!(a.2, b.2, "same supervised targets");
+    assert_rel(a.0, b.0, 1e-5, "epoch loss");
+    assert_grads_close(&a.3, &b.3, 1e-5, "packed vs plain");
+}
+
+/// Argmax predictions of every position of `mb`'s rows, by the full forward pass.
+fn argmax_all(t: &Trainer, mb: &MicroBatch) -> Vec<u32> {
+    let ids: Vec<i64> = mb.ids.iter().map(|&x| i64::from(x)).collect();
+    let x = Tensor::<2, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(ids, [mb.rows, mb.seq]),
+        &t.model().device(),
+    );
+    let options = rung_model::ForwardOptions {
+        attention_mask: Some(rung_model::AttentionMask::right_padded(&mb.lengths, mb.seq).unwrap()),
+        position_ids: Some(mb.positions.iter().map(|&p| i64::from(p)).collect()),
+        segment_ids: None,
+    };
+    let logits = t.model().forward_with(x, &options, None).unwrap();
+    logits
+        .argmax(2)
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as u32)
+        .collect()
+}
+
+#[test]
+fn literal_accuracy_counts_only_literal_targets() {
+    let dir = tmp("literal-acc");
+    let t = Trainer::new(config(&dir, 2)).unwrap();
+    let batch = t.epoch_batches(1)[0].clone();
+    let mut mb = MicroBatch::split(&batch, 1, false).remove(0);
+    let predicted = argmax_all(&t, &mb);
+    // Mark four supervised targets as literal by hand: two the model gets right and two it
+    // gets wrong where it has them, else any four.
+    let supervised: Vec<usize> = (1..mb.lengths[0]).filter(|&i| mb.mask[i] == 1).collect();
+    let (right, wrong): (Vec<usize>, Vec<usize>) = supervised
+        .iter()
+        .partition(|&&i| predicted[i - 1] == mb.ids[i]);
+    let chosen: Vec<usize> = right
+        .iter()
+        .take(2)
+        .chain(wrong.iter().take(2))
+        .copied()
+        .collect();
+    mb.literal = vec![0; mb.ids.len()];
+    for &i in &chosen {
+        mb.literal[i] = 1;
+    }
+    // A literal flag on an unsupervised token does not count.
+    let unsupervised = (1..mb.lengths[0]).find(|&i| mb.mask[i] == 0).unwrap();
+    mb.literal[unsupervised] = 1;
+    let want = chosen
+        .iter()
+        .filter(|&&i| predicted[i - 1] == mb.ids[i])
+        .count();
+    let ml = micro_loss(t.model(), &mb, 1.0).unwrap();
+    assert_eq!(ml.literal, chosen.len());
+    assert_eq!(ml.literal_correct, want);
+    assert_eq!(ml.literal_correct, right.len().min(2));
+    let dense = micro_loss_dense(t.model(), &mb, 1.0).unwrap();
+    assert_eq!(
+        (dense.literal, dense.literal_correct),
+        (ml.literal, ml.literal_correct)
+    );
+    // A literal mask of the wrong length is refused.
+    mb.literal.pop();
+    assert!(micro_loss(t.model(), &mb, 1.0).is_err());
+}
+
+#[test]
+fn validation_reports_literal_accuracy_on_copied_values() {
+    let dir = tmp("literal-val");
+    // Episodes 10.. copy their two-digit index from the instruction into both code cells.
+    let mut c = config(&dir, 14);
+    c.validation_fraction = 0.25;
+    c.epochs = 1;
+    let mut t = Trainer::new(c).unwrap();
+    let tok = rung_model::tokenizer::Tokenizer::from_file(dir.join("run/tokenizer.json")).unwrap();
+    let mut runs = Vec::new();
+    for batch in t.epoch_batches(1) {
+        for r in 0..batch.rows {
+            let row = r * batch.seq_len..(r + 1) * batch.seq_len;
+            let (ids, lit, mask) = (
+                &batch.input_ids[row.clone()],
+                &batch.literal_mask[row.clone()],
+                &batch.loss_mask[row],
+            );
+            assert!(
+                lit.iter().zip(mask).all(|(&l, &m)| l <= m),
+                "literal ⊆ supervised"
+            );
+            let mut i = 0;
+            while i < ids.len() {
+                if lit[i] == 1 {
+                    let start = i;
+                    while i < ids.len() && lit[i] == 1 {
+                        i += 1;
+                    }
+                    runs.push(tok.decode(&ids[start..i]).unwrap());
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+    // Training holds episodes 10 (its "10" twice); 0..9 have one-digit values only.
+    assert!(!runs.is_empty());
+    for run in &runs {
+        let digits: String = run.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(
+            digits, "10",
+            "a literal run decodes to the copied value: {run:?}"
+        );
+    }
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let summary = t.run().unwrap();
+    let n = summary.final_val_literal_tokens.unwrap();
+    assert!(n >= 6, "3 validation episodes copy their index twice: {n}");
+    let acc = summary.final_val_literal_accuracy.unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let epoch: serde_json::Value = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["kind"] == "epoch")
+        .unwrap();
+    assert_eq!(epoch["val_literal_tokens"].as_u64(), Some(n as u64));
+    assert_eq!(epoch["val_literal_accuracy"].as_f64(), Some(acc));
+    let v = t.validate().unwrap().unwrap();
+    assert_eq!(v.literal_tokens, n);
 }

@@ -16,7 +16,14 @@ pub mod population;
 pub mod sandbox;
 pub mod tasks;
 pub mod time;
+pub mod walks;
 pub mod world;
+
+/// The version of the world's behaviour that trained models depend on: its APIs, their outputs
+/// and the tasks' gold code. Stages whose content depends on it (expert data, the pretraining
+/// corpus) put it in their keys, so a changed world redoes them instead of reusing stale files.
+/// Bump it with any such change (2: logins read `show_profile`, dates come from `show_date`).
+pub const WORLD_VERSION: u32 = 2;
 
 pub use env::EmbeddedWorld;
 pub use tasks::{SubTask, Suite, SuiteOptions, Task};

@@ -19,19 +19,33 @@ const TOOL_APPS: [&str; 2] = ["api_docs", "supervisor"];
 pub(crate) struct ApiCall {
     pub app: String,
     pub api: String,
-    /// Keyword arguments at the call's top level: name and its byte range in the code.
-    pub keywords: Vec<(String, Range<usize>)>,
+    /// Keyword arguments at the call's top level.
+    pub keywords: Vec<Keyword>,
+    /// Byte range of the whole call, from `apis.` to its closing parenthesis.
+    pub span: Range<usize>,
 }
 
-/// Splits gold code into its leading login lines (the passwords look-up and `<app>_token =
-/// apis.<app>.login(…)` lines) and the rest.
+/// A keyword argument of an [`ApiCall`], with byte ranges into the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keyword {
+    pub name: String,
+    /// Where the name is.
+    pub span: Range<usize>,
+    /// Where the value expression is (trimmed).
+    pub value: Range<usize>,
+}
+
+/// Splits gold code into its leading login lines (the profile and passwords look-ups and
+/// `<app>_token = apis.<app>.login(…)` lines) and the rest.
 pub(crate) fn split_login(code: &str) -> (Option<String>, String) {
     let lines: Vec<&str> = code.lines().collect();
     let login = lines
         .iter()
         .take_while(|line| {
             let line = line.trim_start();
-            line.starts_with("passwords = ") || is_login_line(line)
+            line.starts_with("profile = apis.supervisor.show_profile()")
+                || line.starts_with("passwords = ")
+                || is_login_line(line)
         })
         .count();
     let head = lines[..login].join("\n");
@@ -39,7 +53,7 @@ pub(crate) fn split_login(code: &str) -> (Option<String>, String) {
     ((!head.trim().is_empty()).then_some(head), body)
 }
 
-fn is_login_line(line: &str) -> bool {
+pub(crate) fn is_login_line(line: &str) -> bool {
     line.split_once(" = ").is_some_and(|(var, call)| {
         var.ends_with("_token") && call.starts_with("apis.") && call.contains(".login(")
     })
@@ -63,8 +77,9 @@ pub(crate) fn api_calls(code: &str) -> Vec<ApiCall> {
         let boundary = i == 0 || !is_ident(bytes[i - 1]) && bytes[i - 1] != b'.';
         if boundary
             && code[i..].starts_with("apis.")
-            && let Some((call, _)) = parse_call(code, i + "apis.".len())
+            && let Some((mut call, end)) = parse_call(code, i + "apis.".len())
         {
+            call.span = i..end;
             calls.push(call);
         }
         i += 1;
@@ -95,16 +110,17 @@ pub(crate) fn wrong_parameter(
 ) -> Option<(String, String, String)> {
     let call = api_calls(code).into_iter().next()?;
     let known = parameters(&call.app, &call.api)?;
-    let (name, range) = call
+    let keyword = call
         .keywords
         .iter()
-        .find(|(name, _)| name != "access_token")
+        .find(|k| k.name != "access_token")
         .or_else(|| call.keywords.first())?;
+    let name = &keyword.name;
     let wrong = wrong_names(name)
         .into_iter()
         .find(|w| !w.is_empty() && w != name && !known.contains(w))?;
     let mut mutated = code.to_owned();
-    mutated.replace_range(range.clone(), &wrong);
+    mutated.replace_range(keyword.span.clone(), &wrong);
     Some((mutated, call.app, call.api))
 }
 
@@ -237,7 +253,16 @@ fn parse_call(code: &str, i: usize) -> Option<(ApiCall, usize)> {
     if bytes.get(i) != Some(&b'(') {
         return None;
     }
-    let mut keywords = Vec::new();
+    let mut keywords: Vec<Keyword> = Vec::new();
+    // The keyword whose value is being read, closed by a top-level comma or the `)`.
+    let mut open: Option<usize> = None;
+    let close = |keywords: &mut Vec<Keyword>, open: &mut Option<usize>, at: usize| {
+        if let Some(k) = open.take() {
+            let start = keywords[k].value.start;
+            let end = start + code[start..at].trim_end().len();
+            keywords[k].value = start..end;
+        }
+    };
     let mut depth = 1;
     let mut expect_argument = true;
     let mut j = i + 1;
@@ -250,8 +275,14 @@ fn parse_call(code: &str, i: usize) -> Option<(ApiCall, usize)> {
         let b = bytes[j];
         match b {
             b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth -= 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close(&mut keywords, &mut open, j);
+                }
+            }
             b',' if depth == 1 => {
+                close(&mut keywords, &mut open, j);
                 expect_argument = true;
                 j += 1;
                 continue;
@@ -268,9 +299,17 @@ fn parse_call(code: &str, i: usize) -> Option<(ApiCall, usize)> {
         {
             let after = code[end..].trim_start();
             if after.starts_with('=') && !after.starts_with("==") {
-                keywords.push((name.to_owned(), j..end));
+                let value = code.len() - after[1..].trim_start().len();
+                keywords.push(Keyword {
+                    name: name.to_owned(),
+                    span: j..end,
+                    value: value..value,
+                });
+                open = Some(keywords.len() - 1);
+                j = value;
+            } else {
+                j = end;
             }
-            j = end;
             expect_argument = false;
             continue;
         }
@@ -283,6 +322,7 @@ fn parse_call(code: &str, i: usize) -> Option<(ApiCall, usize)> {
                 app: app.to_owned(),
                 api: api.to_owned(),
                 keywords,
+                span: 0..j,
             },
             j,
         )
@@ -293,13 +333,14 @@ fn parse_call(code: &str, i: usize) -> Option<(ApiCall, usize)> {
 mod tests {
     use super::*;
 
-    const GOLD: &str = "passwords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\nphone_token = apis.phone.login(username=\"5551121568\", password=passwords[\"phone\"])[\"access_token\"]\nson = apis.phone.search_contacts(access_token=phone_token, relationship=\"son\")[0]\nprint(son)";
+    const GOLD: &str = "profile = apis.supervisor.show_profile()\npasswords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\nphone_token = apis.phone.login(username=profile[\"phone_number\"], password=passwords[\"phone\"])[\"access_token\"]\nson = apis.phone.search_contacts(access_token=phone_token, relationship=\"son\")[0]\nprint(son)";
 
     #[test]
     fn login_lines_are_split_off() {
         let (login, body) = split_login(GOLD);
         let login = login.unwrap();
-        assert!(login.starts_with("passwords = ") && login.ends_with("[\"access_token\"]"));
+        assert!(login.starts_with("profile = ") && login.ends_with("[\"access_token\"]"));
+        assert_eq!(login.lines().count(), 3);
         assert_eq!(
             body,
             "son = apis.phone.search_contacts(access_token=phone_token, relationship=\"son\")[0]\nprint(son)"
@@ -317,16 +358,29 @@ mod tests {
             (calls[0].app.as_str(), calls[0].api.as_str()),
             ("mail", "show_inbox")
         );
-        let names: Vec<&str> = calls[0].keywords.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = calls[0].keywords.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(names, ["access_token", "sender_email", "page_index"]);
-        assert_eq!(&code[calls[0].keywords[1].1.clone()], "sender_email");
+        assert_eq!(&code[calls[0].keywords[1].span.clone()], "sender_email");
+        assert_eq!(&code[calls[0].keywords[1].value.clone()], "son[\"email\"]");
+        assert_eq!(&code[calls[0].keywords[2].value.clone()], "page");
+        assert_eq!(
+            &code[calls[1].span.clone()],
+            "apis.mail.star_mail(access_token=mail_token, mail_id=m[\"mail_id\"])"
+        );
         assert_eq!(
             main_api(GOLD),
             Some(("phone".into(), "search_contacts".into()))
         );
         let nested = api_calls("apis.pay.send(amount=round(x, 2), note=f\"a, b={y}\", to=z)");
-        let names: Vec<&str> = nested[0].keywords.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = nested[0].keywords.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(names, ["amount", "note", "to"]);
+        let code = "apis.pay.send(amount=round(x, 2), note=f\"a, b={y}\", to=z)";
+        let values: Vec<&str> = nested[0]
+            .keywords
+            .iter()
+            .map(|k| &code[k.value.clone()])
+            .collect();
+        assert_eq!(values, ["round(x, 2)", "f\"a, b={y}\"", "z"]);
     }
 
     #[test]

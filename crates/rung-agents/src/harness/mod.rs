@@ -8,6 +8,7 @@
 //! model calls ([`crate::Policy::max_concurrent_episodes`]) gets that many episodes in flight,
 //! more than there are threads: those episodes mostly wait for their engines.
 
+pub mod diagnostics;
 mod report;
 pub mod subtasks;
 

@@ -8,6 +8,7 @@ use rung_trajectory::{Cost, SystemConfig};
 use serde::{Deserialize, Serialize};
 
 use super::JudgedEpisode;
+use super::diagnostics::{Diagnostics, TaskOutcome};
 use super::subtasks::{Rate, SubtaskErrors};
 
 /// Mean cost of one task.
@@ -58,6 +59,13 @@ pub struct EvalReport {
     /// died mid-episode); each is counted once in the scores, with its retried result.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub env_retries: usize,
+    /// Each task's result, in task order: systems evaluated on the same tasks compare task by
+    /// task.
+    #[serde(default)]
+    pub outcomes: Vec<TaskOutcome>,
+    /// How the models behaved: turns, parse failures, code cells.
+    #[serde(default)]
+    pub diagnostics: Diagnostics,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -90,7 +98,9 @@ impl EvalReport {
         });
         let mut total = Cost::default();
         let mut ends = BTreeMap::new();
+        let mut diagnostics = Diagnostics::default();
         for (episode, _) in runs {
+            diagnostics.add(episode);
             total.add(&episode.cost);
             *ends.entry(episode.end.label()).or_insert(0) += 1;
         }
@@ -112,6 +122,8 @@ impl EvalReport {
             ends,
             wall_seconds,
             env_retries: 0,
+            outcomes: runs.iter().map(TaskOutcome::of).collect(),
+            diagnostics,
         }
     }
 
@@ -189,6 +201,15 @@ impl EvalReport {
             .map(|(end, n)| format!("{end} {n}"))
             .collect();
         let _ = writeln!(out, "ends: {}", ends.join(", "));
+        let d = &self.diagnostics;
+        let _ = writeln!(
+            out,
+            "turns: {} ({} did not parse, {:.1}%); code cells per episode {:.1}",
+            d.turns,
+            d.malformed_turns,
+            100.0 * d.malformed_per_turn(),
+            d.code_cells_per_episode()
+        );
         out
     }
 }

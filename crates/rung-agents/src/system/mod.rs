@@ -277,6 +277,7 @@ impl System {
                 system: self.kind,
                 seed,
                 max_tokens_per_turn: self.budgets.max_tokens_per_turn,
+                budgets: self.budgets,
             };
             let player = match policy.start_episode(&context) {
                 Ok(Some(own)) => Playing::Own(own),

@@ -28,6 +28,30 @@ pub fn run(
         for run in &plan.runs {
             eprintln!("  run {}", run.name());
         }
+        // The task subsets cost nothing to pick: show their coverage, or why they are
+        // impossible (the expert ceiling needs episodes, so only a real run plays it).
+        match crate::subsets::Coverage::measure(config, &episodes(config)) {
+            Ok(c) => {
+                let splits: Vec<String> = c
+                    .splits
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {} tasks of {} templates ({} seen in training)",
+                            s.split, s.tasks, s.templates, s.seen_in_training
+                        )
+                    })
+                    .collect();
+                eprintln!(
+                    "tasks: training {} tasks of {} templates (of {} in its split); evaluated: {}",
+                    c.train_tasks,
+                    c.train_templates,
+                    c.split_templates,
+                    splits.join("; ")
+                );
+            }
+            Err(e) => eprintln!("note: a real run would stop here: {e}"),
+        }
         if let Err(e) = backend {
             eprintln!("note: a real run would stop here: {e}");
         }
@@ -51,6 +75,9 @@ pub fn run(
         deps_done: false,
         episodes: &episodes,
     };
+    // Before any training: a config whose experts cannot reach 100% TGC under its budgets, or
+    // whose task subsets are impossible, is refused here.
+    let guards = context.guard()?;
     let weights: Vec<f64> = (0..plan.nodes.len())
         .map(|n| weight(config, &plan, n))
         .collect();
@@ -87,7 +114,13 @@ pub fn run(
             && store.finished() != reported_at
         {
             let results = context.results(run + 1, &mut outputs)?;
-            crate::report::write(config, &results, plan.runs.len(), &config.output_dir)?;
+            crate::report::write(
+                config,
+                &results,
+                plan.runs.len(),
+                &guards,
+                &config.output_dir,
+            )?;
             reported_at = store.finished();
         }
     }
@@ -160,7 +193,10 @@ fn weight(config: &ExperimentConfig, plan: &StagePlan, node: usize) -> f64 {
         p * tasks / 3e6
     };
     match &plan.nodes[node].step {
-        Step::Data { .. } | Step::Tokenizer => 1.0,
+        Step::Data { .. } | Step::Tokenizer | Step::Corpus => 1.0,
+        Step::Pretrain { preset } => {
+            rung_model::ModelConfig::preset(preset).map_or(1.0, |m| m.num_params() as f64) / 1e5
+        }
         Step::Train(job) => params(config, &job.model) * epochs(config) / 1e5,
         Step::Eval { run, .. } => eval(*run),
         Step::Shard { run, of, .. } => eval(*run) / *of as f64,

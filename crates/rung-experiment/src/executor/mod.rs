@@ -18,6 +18,7 @@ use crate::ExperimentError;
 use crate::config::{ExperimentConfig, TokenizerConfig, split_name};
 use crate::episodes::Episodes;
 use crate::graph::{StagePlan, Step};
+use crate::pretrain::{CorpusOutput, PretrainOutput};
 use crate::results::RunResult;
 use crate::shards::{self, ShardOutput};
 use crate::stages::{self, DataOutput, EvalOutput, TrainOutput};
@@ -63,6 +64,10 @@ pub enum Output {
     Data(DataOutput),
     /// The trained tokenizer (file and key).
     Tokenizer(Option<(PathBuf, String)>),
+    /// The world-pretraining corpus.
+    Corpus(CorpusOutput),
+    /// A preset's pretrained base model.
+    Pretrain(Box<PretrainOutput>),
     /// A trained model.
     Train(Box<TrainOutput>),
     /// An evaluation (unsharded or merged).
@@ -161,6 +166,27 @@ impl Context<'_> {
         }
     }
 
+    fn corpus(&self, outputs: &mut Outputs) -> Result<CorpusOutput, ExperimentError> {
+        let node = self
+            .plan
+            .corpus
+            .expect("pretraining nodes come with a corpus node");
+        self.ensure(node, outputs)?;
+        match &outputs[&node] {
+            Output::Corpus(c) => Ok(c.clone()),
+            _ => unreachable!("the corpus node gives the corpus"),
+        }
+    }
+
+    fn base(&self, preset: &str, outputs: &mut Outputs) -> Result<PretrainOutput, ExperimentError> {
+        let node = self.plan.pretrain[preset];
+        self.ensure(node, outputs)?;
+        match &outputs[&node] {
+            Output::Pretrain(p) => Ok((**p).clone()),
+            _ => unreachable!("pretraining nodes give base models"),
+        }
+    }
+
     fn trained(
         &self,
         run: usize,
@@ -217,10 +243,26 @@ impl Context<'_> {
                 }
                 Output::Tokenizer(stages::tokenizer(config, store, &train)?)
             }
+            Step::Corpus => Output::Corpus(crate::pretrain::corpus(config, store)?),
+            Step::Pretrain { preset } => {
+                let corpus = self.corpus(outputs)?;
+                let tokenizer = self.tokenizer(outputs)?;
+                Output::Pretrain(Box::new(crate::pretrain::pretrain(
+                    config,
+                    store,
+                    &preset,
+                    &corpus,
+                    tokenizer.as_ref(),
+                )?))
+            }
             Step::Train(job) => {
                 let data = self.data(job.system, true, outputs)?;
                 let validation = self.data(job.system, false, outputs)?;
                 let tokenizer = self.tokenizer(outputs)?;
+                let base = match config.pretrained_preset(&job.model) {
+                    Some(preset) => Some(self.base(preset, outputs)?),
+                    None => None,
+                };
                 Output::Train(Box::new(stages::train(
                     config,
                     store,
@@ -228,6 +270,7 @@ impl Context<'_> {
                     &data,
                     &validation,
                     tokenizer.as_ref(),
+                    base.as_ref(),
                 )?))
             }
             Step::Eval { run, split } => {
@@ -280,10 +323,13 @@ impl Context<'_> {
             }
             Step::Report => {
                 let results = self.results(self.plan.runs.len(), outputs)?;
+                let mut guards = self.guards()?;
+                guards.pretraining = self.pretraining(outputs)?;
                 let written = crate::report::write(
                     config,
                     &results,
                     self.plan.runs.len(),
+                    &guards,
                     &config.output_dir,
                 )?;
                 let output = ReportOutput {
@@ -302,6 +348,54 @@ impl Context<'_> {
                 Output::Report(output)
             }
         })
+    }
+
+    /// What the guards measure (the expert ceilings, played or read from their stages, and
+    /// the task subsets' template coverage); an error where the task subsets are impossible
+    /// (too few tasks, evaluation that would reuse validation tasks).
+    pub fn guards(&self) -> Result<crate::report::Guards, ExperimentError> {
+        Ok(crate::report::Guards {
+            ceilings: crate::ceiling::ceilings(
+                self.config,
+                self.store,
+                self.episodes,
+                &self.plan.systems,
+            )?,
+            coverage: Some(crate::subsets::Coverage::measure(
+                self.config,
+                self.episodes,
+            )?),
+            pretraining: None,
+        })
+    }
+
+    /// The corpus and base models, where the plan pretrains.
+    fn pretraining(
+        &self,
+        outputs: &mut Outputs,
+    ) -> Result<Option<crate::pretrain::Pretraining>, ExperimentError> {
+        if self.plan.corpus.is_none() {
+            return Ok(None);
+        }
+        let corpus = self.corpus(outputs)?;
+        let mut bases = Vec::new();
+        for preset in self.plan.pretrain.keys() {
+            bases.push(self.base(preset, outputs)?);
+        }
+        Ok(Some(crate::pretrain::Pretraining {
+            corpus: corpus.report,
+            bases,
+        }))
+    }
+
+    /// The guards, refusing a config that cannot measure: one whose experts fall short of
+    /// 100% TGC under the evaluation's budgets. Executors call it before any training.
+    pub fn guard(&self) -> Result<crate::report::Guards, ExperimentError> {
+        let guards = self.guards()?;
+        match crate::ceiling::refusal(self.config, &guards.ceilings) {
+            Some(why) => Err(ExperimentError::Config(why)),
+            None => Ok(guards),
+        }
     }
 
     /// The results of the first `runs` runs, from their trained models and evaluations.
@@ -329,6 +423,16 @@ pub fn describe(plan: &StagePlan, node: usize, output: &Output) -> String {
     match output {
         Output::Data(d) => format!("{id}: {} episodes", d.episodes),
         Output::Tokenizer(_) => id.clone(),
+        Output::Corpus(c) => format!(
+            "{id}: {} walks, {} conversations ({} failed cells)",
+            c.report.walks, c.report.conversations, c.report.failed_cells
+        ),
+        Output::Pretrain(p) => format!(
+            "{id} ({} tokens, {:.2e} FLOPs, val loss {})",
+            p.tokens,
+            p.flops,
+            p.final_val_loss.map_or("–".into(), |v| format!("{v:.3}")),
+        ),
         Output::Train(t) => format!(
             "{id} ({} tokens, {:.2e} FLOPs, val loss {})",
             t.tokens,

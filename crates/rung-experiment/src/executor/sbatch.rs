@@ -24,11 +24,13 @@ impl ResourceKind {
     /// The kind of a plan step.
     pub fn of(step: &Step) -> ResourceKind {
         match step {
-            Step::Train(_) => ResourceKind::Train,
+            Step::Train(_) | Step::Pretrain { .. } => ResourceKind::Train,
             Step::Eval { .. } | Step::Shard { .. } => ResourceKind::Eval,
-            Step::Data { .. } | Step::Tokenizer | Step::Merge { .. } | Step::Report => {
-                ResourceKind::Default
-            }
+            Step::Data { .. }
+            | Step::Tokenizer
+            | Step::Corpus
+            | Step::Merge { .. }
+            | Step::Report => ResourceKind::Default,
         }
     }
 }

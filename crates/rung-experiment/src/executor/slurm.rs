@@ -410,6 +410,19 @@ pub fn submit(
     let events = (!options.dry_run)
         .then(|| Store::open(&out, &[]))
         .transpose()?;
+    if let Some(store) = &events {
+        // Before any job: the expert ceiling and the task subsets (cheap, in this process).
+        let episodes = super::episodes(&config);
+        super::Context {
+            config: &config,
+            plan: &plan,
+            store,
+            deps: store,
+            deps_done: false,
+            episodes: &episodes,
+        }
+        .guard()?;
+    }
     let mut active: BTreeMap<usize, u64> = BTreeMap::new();
     let mut fresh: BTreeSet<usize> = BTreeSet::new();
     let mut actions = Vec::new();

@@ -1,4 +1,6 @@
-//! `supervisor`: the person the agent works for (AppWorld's six supervisor APIs).
+//! `supervisor`: the person the agent works for (AppWorld's six supervisor APIs, plus
+//! `show_date`, the world clock: agent code works out "the last 60 days" by asking it rather
+//! than by calendar arithmetic on a date it must first copy).
 
 use serde_json::{Value, json};
 
@@ -45,6 +47,22 @@ pub(super) fn apis() -> Vec<ApiSpec> {
                     "first_name": p.first_name, "last_name": p.last_name, "email": p.email,
                     "phone_number": p.phone_number, "birthday": p.birthday, "city": p.city,
                 }))
+            }),
+        ApiSpec::new(APP, "show_date", "GET", "/date")
+            .doc("Show today's date in the world, or the date a number of days away from it.")
+            .open()
+            .params([opt(
+                "days_from_today",
+                ParamType::Int,
+                json!(0),
+                "Days to add to today: negative for the past (-30 is 30 days ago).",
+            )
+            .with(super::Constraint::Min(-36_500.0))
+            .with(super::Constraint::Max(36_500.0))])
+            .returns(r#"{"date":"YYYY-MM-DD"}"#)
+            .handler(|call| {
+                let delta = call.args.int("days_from_today");
+                Ok(json!({"date": crate::time::shift_date(&call.world.now, delta)}))
             }),
         ApiSpec::new(APP, "show_addresses", "GET", "/addresses")
             .doc("Show your supervisor's postal addresses.")

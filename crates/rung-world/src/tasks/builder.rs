@@ -100,28 +100,22 @@ impl<'a> Builder<'a> {
     }
 
     /// Code that logs in to `app` unless an earlier sub-task did; the token is `<app>_token`.
+    ///
+    /// The first login of a task reads the supervisor's profile and account passwords, and
+    /// every login takes its username (email, or phone number for the phone app) from that
+    /// profile rather than as a literal: the gold code then depends on reading an API result,
+    /// not on copying per-person digits a model has no way to know.
     pub fn login(&mut self, app: &'static str) -> String {
         if self.logged_in.contains(app) {
             return String::new();
         }
-        let mut code = String::new();
-        if self.logged_in.is_empty() {
-            code.push_str(
-                "passwords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\n",
-            );
+        let first = self.logged_in.is_empty();
+        if first {
+            self.names.insert("profile".to_owned());
+            self.names.insert("passwords".to_owned());
         }
         self.logged_in.insert(app);
-        let me = self.db.person(self.me);
-        let username = if app == "phone" {
-            &me.phone_number
-        } else {
-            &me.email
-        };
-        code.push_str(&format!(
-            "{app}_token = apis.{app}.login(username={}, password=passwords[\"{app}\"])[\"access_token\"]\n",
-            lit(username)
-        ));
-        code
+        login_code(app, first)
     }
 
     /// Appends a sub-task; its code is prefixed with the login it needs.
@@ -161,6 +155,28 @@ impl<'a> Builder<'a> {
     pub fn is_empty(&self) -> bool {
         self.plan.is_empty()
     }
+}
+
+/// The gold login lines for `app`: the profile and passwords look-ups when `first` (the task's
+/// first login), then `<app>_token = apis.<app>.login(...)` with the username read from the
+/// profile. Shared by task plans and the pretraining walks, so both log in the same way.
+pub fn login_code(app: &str, first: bool) -> String {
+    let mut code = String::new();
+    if first {
+        code.push_str("profile = apis.supervisor.show_profile()\n");
+        code.push_str(
+            "passwords = {a[\"account_name\"]: a[\"password\"] for a in apis.supervisor.show_account_passwords()}\n",
+        );
+    }
+    let field = if app == "phone" {
+        "phone_number"
+    } else {
+        "email"
+    };
+    code.push_str(&format!(
+        "{app}_token = apis.{app}.login(username=profile[\"{field}\"], password=passwords[\"{app}\"])[\"access_token\"]\n"
+    ));
+    code
 }
 
 /// Code that collects every page of a list API call into `target` (`call` ends before its

@@ -11,8 +11,8 @@ mod skills;
 mod suite;
 mod templates;
 
-pub use builder::{Builder, Phrasing};
-pub use suite::{Suite, SuiteOptions};
+pub use builder::{Builder, Phrasing, login_code};
+pub use suite::{Suite, SuiteOptions, world_seed};
 pub use templates::{Template, challenge_templates, normal_templates};
 
 use rung_env::{Split, Supervisor, TaskId};

@@ -225,14 +225,14 @@ impl Builder<'_> {
         Some(())
     }
 
-    fn since(&self, days: i64) -> (i64, String) {
-        let today = time::day_number(self.now).expect("world clock is a date");
-        (today - days, time::shift_date(self.now, -days))
+    /// The day number of the first day of "the last `days` days".
+    fn since(&self, days: i64) -> i64 {
+        time::day_number(self.now).expect("world clock is a date") - days
     }
 
     fn transfer_total(&mut self, who: &PersonRef, sent: bool) -> Option<(Var<f64>, i64)> {
         let days = *self.choose(&[7i64, 14, 30, 60])?;
-        let (first_day, start) = self.since(days);
+        let first_day = self.since(days);
         let (me, other) = (self.me, who.id);
         let total: f64 = self
             .db
@@ -253,22 +253,25 @@ impl Builder<'_> {
         }
         let var = self.var(if sent { "sent_total" } else { "received_total" });
         let direction = if sent { "sent" } else { "received" };
+        // The start date comes from the world clock (`show_date`), so the code copies the
+        // instruction's number of days instead of doing calendar arithmetic.
+        let start_var = self.var("start");
+        let payments = self.var("payments");
         let code = format!(
-            "{}{var} = round(sum([t[\"amount\"] for t in payments]), 2)\nprint({var})",
+            "{start_var} = apis.supervisor.show_date(days_from_today=-{days})[\"date\"]\n{}{var} = round(sum([t[\"amount\"] for t in {payments}]), 2)\nprint({var})",
             all_pages(
-                "payments",
+                &payments,
                 &format!(
-                    "apis.pay.show_transactions(access_token=pay_token, direction=\"{direction}\", user_email={}[\"email\"], start_date={}",
+                    "apis.pay.show_transactions(access_token=pay_token, direction=\"{direction}\", user_email={}[\"email\"], start_date={start_var}",
                     who.var,
-                    lit(&start)
                 )
             )
         );
         let whom = who.mention.replace("my ", "your ");
         let instruction = if sent {
-            format!("Add up the money you sent {whom} since {start}.")
+            format!("Add up the money you sent {whom} in the last {days} days.")
         } else {
-            format!("Add up the money {whom} sent you since {start}.")
+            format!("Add up the money {whom} sent you in the last {days} days.")
         };
         self.step(
             if sent {
@@ -464,18 +467,18 @@ impl Builder<'_> {
         if overdue == 0 {
             return None;
         }
+        let today_var = self.var("today");
         let code = format!(
-            "{}for t in todos:\n    if t[\"due_date\"] and t[\"due_date\"] < {}:\n        apis.todo.complete_task(access_token=todo_token, task_id=t[\"task_id\"])",
+            "{today_var} = apis.supervisor.show_date()[\"date\"]\n{}for t in todos:\n    if t[\"due_date\"] and t[\"due_date\"] < {today_var}:\n        apis.todo.complete_task(access_token=todo_token, task_id=t[\"task_id\"])",
             all_pages(
                 "todos",
                 "apis.todo.show_tasks(access_token=todo_token, completed=False"
             ),
-            lit(&today)
         );
         self.step(
             "todo.complete_overdue",
             "todo",
-            format!("Mark every open to-do task due before {today} as completed."),
+            "Mark every open to-do task whose due date is before today as completed.".to_owned(),
             &code,
         );
         Some(overdue)

@@ -44,6 +44,13 @@ impl Default for SuiteOptions {
     }
 }
 
+/// The population seed of world `k` of the suite with master seed `suite_seed`: suites of
+/// different seeds never share a world (for fewer than a million worlds each), which is what
+/// keeps a pretraining corpus from other suite seeds away from the evaluated people.
+pub fn world_seed(suite_seed: u64, k: u64) -> u64 {
+    suite_seed.wrapping_mul(1_000_003).wrapping_add(k)
+}
+
 /// Number of variants of every scenario, as in AppWorld.
 pub const VARIANTS: u32 = 3;
 
@@ -65,7 +72,7 @@ impl Suite {
     pub fn generate(options: SuiteOptions) -> Self {
         let worlds: BTreeMap<u64, Arc<(Db, String)>> = (0..options.worlds)
             .map(|k| {
-                let seed = options.seed.wrapping_mul(1_000_003).wrapping_add(k);
+                let seed = world_seed(options.seed, k);
                 (seed, Arc::new(population::generate(seed)))
             })
             .collect();
