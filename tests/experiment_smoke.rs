@@ -82,6 +82,36 @@ fn smoke_experiment_runs_end_to_end_and_resumes() {
         fine_tuned, 6,
         "1 single + 2 two-agent roles, × prost and all"
     );
+    assert!(
+        report.contains("World pretraining: "),
+        "the report shows the corpus"
+    );
+    assert!(
+        report.contains("| literal acc. |"),
+        "and copying accuracy per role"
+    );
+
+    // The learning curve: the tiny single agent `all` with each of its two epochs' checkpoints.
+    let curve = results
+        .learning_curve
+        .as_ref()
+        .expect("the smoke config asks for one");
+    assert_eq!(curve.run, "1A-tiny-all-s0");
+    let epochs: Vec<usize> = curve.points.iter().map(|p| p.epoch).collect();
+    assert_eq!(epochs, [1, 2]);
+    assert!(curve.points[0].tokens > 0 && curve.points[1].tokens > curve.points[0].tokens);
+    assert!(curve.points.iter().all(|p| (0.0..=100.0).contains(&p.tgc)));
+    let own = results
+        .runs
+        .iter()
+        .find(|r| r.name == "1A-tiny-all-s0")
+        .unwrap();
+    assert_eq!(
+        curve.points[1].tgc, own.splits["test_normal"].tgc,
+        "the last epoch's point is the run's own evaluation (checkpoint = last)"
+    );
+    assert!(report.contains("## Learning curve (`1A-tiny-all-s0` on `test_normal`)"));
+    assert!(out.join("plots/learning-curve.svg").is_file());
 
     // Every run was trained and evaluated on the headline split.
     assert_eq!(results.runs.len(), 4);

@@ -381,6 +381,9 @@ pub struct EvaluationConfig {
     /// splits of very different sizes.
     #[serde(default)]
     pub tasks_by_split: BTreeMap<Split, usize>,
+    /// The learning curve of one run: its system played with every epoch's checkpoints.
+    #[serde(default)]
+    pub learning_curve: Option<LearningCurveConfig>,
     /// Which checkpoint of each training run plays: `best` (validation loss) or `last`.
     #[serde(default)]
     pub checkpoint: CheckpointChoice,
@@ -394,6 +397,17 @@ pub struct EvaluationConfig {
     /// its own), merged by a cheap stage into exactly the unsharded result.
     #[serde(default = "default_shards")]
     pub shards: usize,
+}
+
+/// Which run's learning curve the report draws.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningCurveConfig {
+    /// The run, by name (`1A-tiny-all-s0`: system, allocation, schedule, seed).
+    pub run: String,
+    /// The split it plays (one of `evaluation.splits`; default: the headline split).
+    #[serde(default)]
+    pub split: Option<Split>,
 }
 
 impl EvaluationConfig {
@@ -899,6 +913,24 @@ impl ExperimentConfig {
                         );
                     }
                 }
+            }
+        }
+        if let Some(curve) = &self.evaluation.learning_curve {
+            let runs = crate::plan::runs(self);
+            if !runs.iter().any(|r| r.name() == curve.run) {
+                let names: Vec<String> = runs.iter().map(|r| r.name()).collect();
+                return bad(
+                    "evaluation.learning_curve.run".into(),
+                    format!("no run `{}`; the runs are: {}", curve.run, names.join(", ")),
+                );
+            }
+            if let Some(split) = curve.split
+                && !self.evaluation.splits.contains(&split)
+            {
+                return bad(
+                    "evaluation.learning_curve.split".into(),
+                    format!("`{}` is not one of `evaluation.splits`", split_name(split)),
+                );
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::ExperimentError;
 use crate::config::{ExperimentConfig, TokenizerConfig};
+use crate::curve::{curve_run, curve_stage, epochs_of};
 use crate::plan::{self, Run, TrainJob};
 use crate::pretrain::{corpus_stage, pretrain_stage};
 use crate::shards::shard_stage;
@@ -72,6 +73,13 @@ pub enum Step {
         /// The split.
         split: Split,
     },
+    /// The learning curve's point after one epoch of a run's training.
+    Curve {
+        /// The run.
+        run: usize,
+        /// Epoch (1-based).
+        epoch: usize,
+    },
     /// The report over every run.
     Report,
 }
@@ -116,6 +124,8 @@ pub struct StagePlan {
     /// The node whose stage holds each (run, split)'s evaluation: the evaluation, or the merge
     /// of its shards.
     pub evals: BTreeMap<(usize, Split), usize>,
+    /// The learning curve's nodes, epoch by epoch.
+    pub curve: Vec<usize>,
     /// The report node.
     pub report: usize,
 }
@@ -139,6 +149,7 @@ impl StagePlan {
             pretrain: BTreeMap::new(),
             train: BTreeMap::new(),
             evals: BTreeMap::new(),
+            curve: Vec::new(),
             report: 0,
         };
         let mut data_keys: BTreeMap<(SystemKind, bool), String> = BTreeMap::new();
@@ -305,6 +316,25 @@ impl StagePlan {
                 };
                 out.evals.insert((r, split), node);
             }
+            if curve_run(config, &out.runs).is_some_and(|c| c == &run) {
+                let epochs = run
+                    .configuration
+                    .models
+                    .values()
+                    .map(|m| epochs_of(config, m))
+                    .min()
+                    .unwrap_or(1);
+                for epoch in 1..=epochs {
+                    let stage = curve_stage(config, store, &run, &keys, epoch);
+                    let node = out.push(
+                        format!("curve/{}-e{epoch}", run.name()),
+                        Step::Curve { run: r, epoch },
+                        stage,
+                        trained.clone(),
+                    );
+                    out.curve.push(node);
+                }
+            }
         }
         let evals: Vec<usize> = (0..out.runs.len())
             .flat_map(|r| splits.iter().map(move |s| (r, *s)))
@@ -319,7 +349,9 @@ impl StagePlan {
             "report",
             &json!({"evaluations": keys, "name": config.name}),
         );
-        out.report = out.push("report".into(), Step::Report, stage, evals);
+        let mut deps = evals;
+        deps.extend(out.curve.iter().copied());
+        out.report = out.push("report".into(), Step::Report, stage, deps);
         Ok(out)
     }
 

@@ -24,6 +24,7 @@
 pub mod ceiling;
 pub mod claims;
 pub mod config;
+pub mod curve;
 pub mod episodes;
 pub mod executor;
 pub mod graph;

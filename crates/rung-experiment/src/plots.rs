@@ -297,6 +297,35 @@ pub fn loss_curves(stem: &Path, runs: &[RunResult]) -> Result<Vec<PathBuf>, Expe
     Ok(written)
 }
 
+/// The learning curve: TGC and validation literal-token accuracy (percent) against the
+/// training tokens the run's role models had seen.
+pub fn learning_curve(
+    stem: &Path,
+    curve: &crate::curve::LearningCurve,
+) -> Result<(), ExperimentError> {
+    let tgc: Vec<(f64, f64)> = curve
+        .points
+        .iter()
+        .map(|p| (p.tokens as f64, p.tgc))
+        .collect();
+    let literal: Vec<(f64, f64)> = curve
+        .points
+        .iter()
+        .filter_map(|p| Some((p.tokens as f64, 100.0 * p.val_literal_accuracy?)))
+        .collect();
+    let chart = LineChart {
+        title: format!("Learning curve of {} on {}", curve.run, curve.split),
+        x_label: "training tokens over the run's role models".into(),
+        y_label: "percent".into(),
+        log_x: false,
+        series: vec![
+            Series::new(format!("TGC on {}", curve.split), tgc),
+            Series::new("validation literal-token accuracy", literal),
+        ],
+    };
+    line_chart(stem, &chart).map_err(|e| plot_error(stem, e.to_string()))
+}
+
 fn with_extension(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(format!("{}.{ext}", stem.display()))
 }

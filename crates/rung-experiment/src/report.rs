@@ -27,6 +27,8 @@ pub struct Guards {
     /// The world-pretraining stages, where the experiment has them (filled at report time,
     /// once they ran).
     pub pretraining: Option<crate::pretrain::Pretraining>,
+    /// The learning curve, where the config asks for one (filled at report time).
+    pub learning_curve: Option<crate::curve::LearningCurve>,
 }
 
 /// The experts of one system on one split, as the report shows them.
@@ -99,6 +101,9 @@ pub struct Results {
     /// The world-pretraining corpus and base models, where the experiment has them.
     #[serde(default)]
     pub pretraining: Option<crate::pretrain::Pretraining>,
+    /// The learning curve of one run, where the config asks for one.
+    #[serde(default)]
+    pub learning_curve: Option<crate::curve::LearningCurve>,
 }
 
 /// Writes `results.json`, `report.md` and the plots under `out`.
@@ -146,6 +151,7 @@ pub fn write(
         coverage: guards.coverage.clone(),
         comparisons,
         pretraining: guards.pretraining.clone(),
+        learning_curve: guards.learning_curve.clone(),
     };
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| crate::store::io(&plots, e))?;
@@ -153,6 +159,9 @@ pub fn write(
     let error_plots =
         crate::plots::subtask_errors(&plots.join("subtask-errors"), &headline, &test)?;
     crate::plots::loss_curves(&plots.join("loss"), runs)?;
+    if let Some(curve) = &results.learning_curve {
+        crate::plots::learning_curve(&plots.join("learning-curve"), curve)?;
+    }
     let results_path = out.join("results.json");
     write_atomic(
         &results_path,
@@ -377,6 +386,9 @@ fn markdown(results: &Results, error_plots: &[PathBuf], out: &Path) -> String {
             let rel = path.strip_prefix(out).unwrap_or(path);
             let _ = writeln!(md, "![sub-task errors]({}.svg)\n", rel.display());
         }
+    }
+    if let Some(curve) = &results.learning_curve {
+        md.push_str(&curve.markdown());
     }
     let _ = writeln!(md, "## Training\n");
     let _ = writeln!(

@@ -408,6 +408,9 @@ pub fn train_stage(
     if let Some(base) = base_key {
         inputs["base"] = json!(base);
     }
+    if crate::curve::keeps_every_epoch(config, job) {
+        inputs["keep_every_epoch"] = json!(true);
+    }
     store.stage(StageKind::Train, &job.name(), &inputs)
 }
 
@@ -443,8 +446,13 @@ pub fn train(
         tokenizer: tokenizer.map(|t| t.0.as_path()),
         base: base.map(|b| b.model_dir.as_path()),
     };
-    let train_config = train_config_for(config, &job.model, job.role, curriculum, job.seed, files)
-        .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
+    let mut train_config =
+        train_config_for(config, &job.model, job.role, curriculum, job.seed, files)
+            .map_err(|e| ExperimentError::Config(format!("training {}: {e:#}", job.name())))?;
+    if crate::curve::keeps_every_epoch(config, job) {
+        // The learning curve plays every epoch's checkpoint.
+        train_config.keep_last = train_config.keep_last.max(train_config.epochs);
+    }
     let resuming = !rung_train::checkpoint::list(&run_dir.join("checkpoints")).is_empty();
     store.log(json!({
         "event": if resuming { "resume" } else { "start" }, "stage": "train",

@@ -40,13 +40,15 @@ pub enum StageKind {
     Train,
     /// One run on one split (or one shard of it).
     Eval,
+    /// One point of the learning curve: a run with one epoch's checkpoints.
+    Curve,
     /// The report over every run.
     Report,
 }
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 8] = [
+    pub const ALL: [StageKind; 9] = [
         StageKind::Data,
         StageKind::Ceiling,
         StageKind::Tokenizer,
@@ -54,6 +56,7 @@ impl StageKind {
         StageKind::Pretrain,
         StageKind::Train,
         StageKind::Eval,
+        StageKind::Curve,
         StageKind::Report,
     ];
 
@@ -67,6 +70,7 @@ impl StageKind {
             StageKind::Pretrain => "pretrain",
             StageKind::Train => "train",
             StageKind::Eval => "eval",
+            StageKind::Curve => "curve",
             StageKind::Report => "report",
         }
     }

@@ -198,7 +198,7 @@ fn weight(config: &ExperimentConfig, plan: &StagePlan, node: usize) -> f64 {
             rung_model::ModelConfig::preset(preset).map_or(1.0, |m| m.num_params() as f64) / 1e5
         }
         Step::Train(job) => params(config, &job.model) * epochs(config) / 1e5,
-        Step::Eval { run, .. } => eval(*run),
+        Step::Eval { run, .. } | Step::Curve { run, .. } => eval(*run),
         Step::Shard { run, of, .. } => eval(*run) / *of as f64,
         Step::Merge { .. } | Step::Report => 0.1,
     }

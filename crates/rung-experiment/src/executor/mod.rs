@@ -74,6 +74,8 @@ pub enum Output {
     Eval(Box<EvalOutput>),
     /// An evaluation shard.
     Shard(ShardOutput),
+    /// A point of the learning curve.
+    Curve(crate::curve::CurvePoint),
     /// The report.
     Report(ReportOutput),
 }
@@ -321,10 +323,22 @@ impl Context<'_> {
                     &parts,
                 )?))
             }
+            Step::Curve { run, epoch } => {
+                let trained = self.trained(run, outputs)?;
+                Output::Curve(crate::curve::curve_point(
+                    config,
+                    store,
+                    self.episodes,
+                    &self.plan.runs[run],
+                    &trained,
+                    epoch,
+                )?)
+            }
             Step::Report => {
                 let results = self.results(self.plan.runs.len(), outputs)?;
                 let mut guards = self.guards()?;
                 guards.pretraining = self.pretraining(outputs)?;
+                guards.learning_curve = self.learning_curve(outputs)?;
                 let written = crate::report::write(
                     config,
                     &results,
@@ -366,7 +380,31 @@ impl Context<'_> {
                 self.episodes,
             )?),
             pretraining: None,
+            learning_curve: None,
         })
+    }
+
+    /// The learning curve's points, where the config asks for one.
+    fn learning_curve(
+        &self,
+        outputs: &mut Outputs,
+    ) -> Result<Option<crate::curve::LearningCurve>, ExperimentError> {
+        let Some(curve) = &self.config.evaluation.learning_curve else {
+            return Ok(None);
+        };
+        let mut points = Vec::new();
+        for &node in &self.plan.curve {
+            self.ensure(node, outputs)?;
+            match &outputs[&node] {
+                Output::Curve(p) => points.push(p.clone()),
+                _ => unreachable!("curve nodes give curve points"),
+            }
+        }
+        Ok(Some(crate::curve::LearningCurve {
+            run: curve.run.clone(),
+            split: split_name(crate::curve::curve_split(self.config)),
+            points,
+        }))
     }
 
     /// The corpus and base models, where the plan pretrains.
@@ -447,6 +485,7 @@ pub fn describe(plan: &StagePlan, node: usize, output: &Output) -> String {
             e.report.cost.per_task.flops
         ),
         Output::Shard(s) => format!("{id}: {} episodes", s.count),
+        Output::Curve(p) => format!("{id}: TGC {:.1} after {} training tokens", p.tgc, p.tokens),
         Output::Report(r) => format!("{id}: {} runs, {}", r.runs, r.report.display()),
     }
 }

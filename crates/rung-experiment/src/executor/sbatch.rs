@@ -25,7 +25,7 @@ impl ResourceKind {
     pub fn of(step: &Step) -> ResourceKind {
         match step {
             Step::Train(_) | Step::Pretrain { .. } => ResourceKind::Train,
-            Step::Eval { .. } | Step::Shard { .. } => ResourceKind::Eval,
+            Step::Eval { .. } | Step::Shard { .. } | Step::Curve { .. } => ResourceKind::Eval,
             Step::Data { .. }
             | Step::Tokenizer
             | Step::Corpus
