@@ -347,6 +347,21 @@ fn bad_configs_name_the_key() {
             "validation_split = \"train\"",
             "data.validation_split",
         ),
+        (
+            "learning_curve = { run = \"1A-tiny-all-s0\" }",
+            "learning_curve = { run = \"1A-tiny-all-s9\" }",
+            "evaluation.learning_curve.run",
+        ),
+        (
+            "corpus = { suite_seeds = [1]",
+            "corpus = { suite_seeds = [0]",
+            "pretraining.corpus.suite_seeds",
+        ),
+        (
+            "tiny = { preset = \"tiny\" }",
+            "tiny = { preset = \"tiny\", pretrained = true }\nbig = { hf = \"x/y\", pretrained = true }",
+            "models.big.pretrained",
+        ),
     ];
     for (from, to, key) in cases {
         assert!(smoke.contains(from), "{from}");
