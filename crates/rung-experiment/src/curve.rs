@@ -121,7 +121,8 @@ fn epoch_record(run_dir: &Path, epoch: usize) -> Result<Value, ExperimentError> 
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|r| r["kind"] == "epoch" && r["epoch"].as_u64() == Some(epoch as u64))
-        .last()
+        // A resumed run may repeat an epoch's record; the last one counts.
+        .next_back()
         .ok_or_else(|| {
             ExperimentError::Stage(format!(
                 "{} has no record of epoch {epoch}",
