@@ -120,9 +120,8 @@ fn epoch_record(run_dir: &Path, epoch: usize) -> Result<Value, ExperimentError> 
     let text = std::fs::read_to_string(&metrics).map_err(|e| io(&metrics, e))?;
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r["kind"] == "epoch" && r["epoch"].as_u64() == Some(epoch as u64))
         // A resumed run may repeat an epoch's record; the last one counts.
-        .next_back()
+        .rfind(|r| r["kind"] == "epoch" && r["epoch"].as_u64() == Some(epoch as u64))
         .ok_or_else(|| {
             ExperimentError::Stage(format!(
                 "{} has no record of epoch {epoch}",
