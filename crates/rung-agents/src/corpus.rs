@@ -13,9 +13,10 @@
 //! supervised (the walk guessed an id; the model should learn what the error says, not the
 //! guess) and gets no report.
 //!
-//! Walks come from the worlds of other suite seeds than the evaluated one, and any walk that
-//! mentions a person of an evaluated world (email or phone number) is dropped, so no evaluated
-//! person or task reaches pretraining. The corpus holds no task trajectory at all.
+//! Walks come from the worlds of other suite seeds than the evaluated one, whose people have
+//! emails at another domain ([`CORPUS_EMAIL_DOMAIN`]), and any walk that still mentions a person
+//! of an evaluated world (email or phone number) is dropped, so no evaluated person or task
+//! reaches pretraining. The corpus holds no task trajectory at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -33,6 +34,12 @@ use serde::{Deserialize, Serialize};
 use crate::AgentError;
 use crate::expert::report_from;
 use crate::prompts::{self, SubtaskSpec};
+
+/// The email domain of the corpus worlds' people. First and last names recur across worlds,
+/// so with the evaluated worlds' domain most walks would show some evaluated person's email
+/// (and be dropped, biasing the corpus against outputs that list people); with another domain
+/// no email can coincide, and only a rare phone-number clash drops a walk.
+pub const CORPUS_EMAIL_DOMAIN: &str = "post.com";
 
 /// Model name recorded on corpus episodes.
 pub const CORPUS_MODEL: &str = "world-walk";
@@ -108,7 +115,7 @@ pub fn write_corpus(
     for &suite in &options.suite_seeds {
         for k in 0..options.worlds_per_seed {
             let seed = world_seed(suite, k);
-            let start = population::generate(seed);
+            let start = population::generate_with_domain(seed, CORPUS_EMAIL_DOMAIN);
             let people = walkers(&start.0);
             if people.is_empty() {
                 continue;
@@ -348,7 +355,7 @@ mod tests {
         let episodes = rung_trajectory::read_file(&path).unwrap();
         assert_eq!(episodes.len(), report.walks);
         assert_eq!(report.walks + report.dropped, 12);
-        assert!(report.walks >= 10, "{report:?}");
+        assert!(report.dropped <= 1, "emails cannot clash: {report:?}");
         for episode in &episodes {
             assert!(episode.turns.iter().all(|t| t.role == Role::Executor));
             let first = &episode.turns[0].messages;

@@ -128,7 +128,7 @@ pub fn corpus_stage(config: &ExperimentConfig, store: &Store) -> Result<Stage, E
     let inputs = json!({
         "corpus": p.corpus, "evaluated_suite": evaluated_suite(config),
         // The walk generator's own version (bump it when walks change) and the world's.
-        "walks": 1, "world": rung_world::WORLD_VERSION,
+        "walks": 2, "world": rung_world::WORLD_VERSION,
     });
     Ok(store.stage(StageKind::Corpus, "walks", &inputs))
 }

@@ -49,10 +49,21 @@ pub fn now_for_seed(seed: u64) -> String {
 
 /// Generates the whole world for `seed`.
 pub fn generate(seed: u64) -> (Db, String) {
+    generate_with_domain(seed, EMAIL_DOMAIN)
+}
+
+/// The domain of every email address in worlds built by [`generate`].
+pub const EMAIL_DOMAIN: &str = "mail.com";
+
+/// The world of [`generate`] with its people's emails at `domain` (`first.last@domain`); the
+/// same world in every other respect. Worlds that must share no identity with the evaluated
+/// ones (the pretraining corpus's) use another domain, since first and last names recur
+/// across worlds.
+pub fn generate_with_domain(seed: u64, domain: &str) -> (Db, String) {
     let now = now_for_seed(seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut db = Db::default();
-    let genders = people(&mut db, &mut rng, &now);
+    let genders = people(&mut db, &mut rng, &now, domain);
     relationships(&mut db, &mut rng, &genders);
     accounts(&mut db, &mut rng);
     apps::populate(&mut db, &mut rng, &now);
@@ -65,7 +76,7 @@ enum Gender {
     Man,
 }
 
-fn people(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) -> Vec<Gender> {
+fn people(db: &mut Db, rng: &mut ChaCha8Rng, now: &str, domain: &str) -> Vec<Gender> {
     let mut women: Vec<&str> = WOMEN.to_vec();
     let mut men: Vec<&str> = MEN.to_vec();
     let mut surnames: Vec<&str> = SURNAMES.to_vec();
@@ -107,7 +118,11 @@ fn people(db: &mut Db, rng: &mut ChaCha8Rng, now: &str) -> Vec<Gender> {
             id: 0,
             first_name: first.to_owned(),
             last_name: last.to_owned(),
-            email: format!("{}.{}@mail.com", first.to_lowercase(), last.to_lowercase()),
+            email: format!(
+                "{}.{}@{domain}",
+                first.to_lowercase(),
+                last.to_lowercase()
+            ),
             phone_number,
             birthday,
             city: CITIES[rng.random_range(0..CITIES.len())].to_owned(),
