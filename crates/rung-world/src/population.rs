@@ -118,11 +118,7 @@ fn people(db: &mut Db, rng: &mut ChaCha8Rng, now: &str, domain: &str) -> Vec<Gen
             id: 0,
             first_name: first.to_owned(),
             last_name: last.to_owned(),
-            email: format!(
-                "{}.{}@{domain}",
-                first.to_lowercase(),
-                last.to_lowercase()
-            ),
+            email: format!("{}.{}@{domain}", first.to_lowercase(), last.to_lowercase()),
             phone_number,
             birthday,
             city: CITIES[rng.random_range(0..CITIES.len())].to_owned(),
