@@ -247,21 +247,8 @@ pub fn pretrain(
         &run_dir,
     )
     .map_err(|e| ExperimentError::Config(format!("pretraining {preset}: {e:#}")))?;
-    let resuming = !rung_train::checkpoint::list(&run_dir.join("checkpoints")).is_empty();
-    store.log(json!({
-        "event": if resuming { "resume" } else { "start" }, "stage": "pretrain",
-        "name": preset, "key": stage.key,
-    }));
     let started = Instant::now();
-    let summary = if resuming {
-        rung_train::resume(&run_dir)
-    } else {
-        if run_dir.exists() {
-            std::fs::remove_dir_all(&run_dir).map_err(|e| io(&run_dir, e))?;
-        }
-        rung_train::train(train_config)
-    }
-    .map_err(|e| ExperimentError::Stage(format!("pretraining {preset}: {e:#}")))?;
+    let summary = crate::stages::train_or_resume(store, &stage, preset, &run_dir, train_config)?;
     let model_dir = summary.last_checkpoint.clone().ok_or_else(|| {
         ExperimentError::Stage(format!("pretraining {preset} saved no checkpoint"))
     })?;

@@ -453,22 +453,8 @@ pub fn train(
         // The learning curve plays every epoch's checkpoint.
         train_config.keep_last = train_config.keep_last.max(train_config.epochs);
     }
-    let resuming = !rung_train::checkpoint::list(&run_dir.join("checkpoints")).is_empty();
-    store.log(json!({
-        "event": if resuming { "resume" } else { "start" }, "stage": "train",
-        "name": job.name(), "key": stage.key,
-    }));
     let started = Instant::now();
-    let summary = if resuming {
-        rung_train::resume(&run_dir)
-    } else {
-        // A run killed before its first checkpoint left a partial directory: start afresh.
-        if run_dir.exists() {
-            std::fs::remove_dir_all(&run_dir).map_err(|e| io(&run_dir, e))?;
-        }
-        rung_train::train(train_config.clone())
-    }
-    .map_err(|e| ExperimentError::Stage(format!("training {}: {e:#}", job.name())))?;
+    let summary = train_or_resume(store, &stage, &job.name(), &run_dir, train_config)?;
     let model_dir = match (config.evaluation.checkpoint, &summary.best_checkpoint) {
         (CheckpointChoice::Best, Some(best)) => best.clone(),
         _ => summary.last_checkpoint.clone().ok_or_else(|| {
@@ -498,6 +484,33 @@ pub fn train(
     };
     finish(store, &stage, &output, started)?;
     Ok(output)
+}
+
+/// Runs `rung train` for `stage` in `run_dir`, or resumes it from its newest checkpoint when a
+/// killed run left one; a run killed before its first checkpoint left a partial directory, which
+/// is started afresh. Shared by role training and world pretraining.
+pub(crate) fn train_or_resume(
+    store: &Store,
+    stage: &Stage,
+    name: &str,
+    run_dir: &Path,
+    config: TrainConfig,
+) -> Result<rung_train::Summary, ExperimentError> {
+    let resuming = !rung_train::checkpoint::list(&run_dir.join("checkpoints")).is_empty();
+    store.log(json!({
+        "event": if resuming { "resume" } else { "start" }, "stage": stage.kind,
+        "name": name, "key": stage.key,
+    }));
+    if resuming {
+        rung_train::resume(run_dir)
+    } else {
+        if run_dir.exists() {
+            std::fs::remove_dir_all(run_dir).map_err(|e| io(run_dir, e))?;
+        }
+        rung_train::train(config)
+    }
+    // "training 1A-single-tiny-all-s0: …", "pretraining tiny: …".
+    .map_err(|e| ExperimentError::Stage(format!("{}ing {name}: {e:#}", stage.kind.name())))
 }
 
 /// Per-epoch costs from a run's `metrics.jsonl`.
